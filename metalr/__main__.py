@@ -1,0 +1,5 @@
+import sys
+
+from metalr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,141 @@
+"""The ``metalr`` command: every pipeline step, runnable and debuggable outside Snakemake.
+
+Paths default to the standard results layout (``metalr.paths.ResultsLayout``), so
+``metalr train-runs --config config/config.yaml --phase collect --task digits-mlp`` writes
+exactly what the Snakemake rule would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from metalr.config import PHASES, ConfigError, PipelineConfig, load_config
+from metalr.paths import ResultsLayout
+
+
+def _phase_files(config: PipelineConfig, layout: ResultsLayout, phase: str, kind: str) -> list[str]:
+    path = layout.runs_part if kind == "runs" else layout.trajectories
+    return [path(phase, task) for task in config.phase_tasks(phase)]
+
+
+def _cmd_prepare_data(args, config, layout) -> None:
+    from metalr.pipeline import prepare_data
+
+    datasets = [args.dataset] if args.dataset else config.datasets()
+    for dataset in datasets:
+        prepare_data(config, dataset, layout.data(dataset))
+
+
+def _cmd_train_runs(args, config, layout) -> None:
+    from metalr.pipeline import train_runs
+
+    task = config.task(args.task)
+    checkpoint = args.meta_checkpoint
+    if args.phase == "eval" and checkpoint is None:
+        checkpoint = layout.checkpoint(config.meta.arch)
+    train_runs(
+        config,
+        args.phase,
+        task.task_id,
+        layout.data(task.dataset),
+        layout.trajectories(args.phase, task.task_id),
+        layout.runs_part(args.phase, task.task_id),
+        threads=args.threads,
+        meta_checkpoint=checkpoint,
+    )
+
+
+def _cmd_check_leakage(args, config, layout) -> None:
+    from metalr.pipeline import leakage_report
+
+    files = _phase_files(config, layout, "collect", "runs") + _phase_files(config, layout, "metaval", "runs")
+    leakage_report(config, files, layout.leakage_report())
+
+
+def _cmd_fit(args, config, layout) -> None:
+    from metalr.pipeline import fit
+
+    fit(
+        config,
+        _phase_files(config, layout, "collect", "runs"),
+        _phase_files(config, layout, "collect", "trajectories"),
+        _phase_files(config, layout, "metaval", "runs"),
+        _phase_files(config, layout, "metaval", "trajectories"),
+        layout.checkpoint(config.meta.arch),
+    )
+
+
+def _cmd_merge_runs(args, config, layout) -> None:
+    from metalr.pipeline import merge_runs
+
+    merge_runs([f for phase in PHASES for f in _phase_files(config, layout, phase, "runs")], layout.runs())
+
+
+def _cmd_summarize(args, config, layout) -> None:
+    from metalr.pipeline import summarize_results
+
+    summarize_results(layout.runs(), layout.checkpoint(config.meta.arch), layout.summary_parquet(), layout.summary_md())
+
+
+def _cmd_plot(args, config, layout) -> None:
+    from metalr.pipeline import plot_eval_curves
+
+    plot_eval_curves(layout.runs(), _phase_files(config, layout, "eval", "trajectories"), layout.eval_plot())
+
+
+def _cmd_validate(args, config, layout) -> None:
+    print(
+        f"config OK: {len(config.tasks)} tasks; meta_train {list(config.meta_train)}, "
+        f"meta_val {list(config.meta_val)}, held_out {list(config.held_out)}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metalr", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="config/config.yaml", help="pipeline config YAML (default: %(default)s)")
+    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate the config and print what it declares")
+    p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("prepare-data", help="carve train/val/test splits for one or all datasets")
+    p.add_argument("--dataset", help="one dataset (default: every dataset the config uses)")
+    p.set_defaults(func=_cmd_prepare_data)
+    p = sub.add_parser("train-runs", help="train all (scheduler, seed) runs of one task in one phase")
+    p.add_argument("--phase", choices=PHASES, required=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--threads", type=int, default=1, help="parallel single-threaded runs (default: %(default)s)")
+    p.add_argument("--meta-checkpoint", help="meta-scheduler checkpoint dir (eval phase; default: results layout)")
+    p.set_defaults(func=_cmd_train_runs)
+    p = sub.add_parser("check-leakage", help="refuse if a held-out task reaches the meta-learner's inputs")
+    p.set_defaults(func=_cmd_check_leakage)
+    p = sub.add_parser("fit", help="fit the meta-learner on collected trajectories")
+    p.set_defaults(func=_cmd_fit)
+    p = sub.add_parser("merge-runs", help="merge per-job run rows into runs.parquet")
+    p.set_defaults(func=_cmd_merge_runs)
+    p = sub.add_parser("summarize", help="write summary.md and summary.parquet")
+    p.set_defaults(func=_cmd_summarize)
+    p = sub.add_parser("plot", help="plot validation loss and LR curves of the held-out runs")
+    p.set_defaults(func=_cmd_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from metalr.evaluate import LeakageError
+    from metalr.meta.checkpoint import CheckpointError
+    from metalr.trajectories import ParquetInputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        args.func(args, config, ResultsLayout(args.results))
+    except (ConfigError, LeakageError, CheckpointError, ParquetInputError) as err:
+        print(f"metalr: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

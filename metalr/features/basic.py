@@ -1,0 +1,32 @@
+"""Always-on probes that cost next to nothing: train loss, its EMA, gradient norm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+class LossEMA:
+    """Bias-corrected exponential moving average of the train loss."""
+
+    def __init__(self, beta: float = 0.9):
+        self.beta = beta
+        self._avg = 0.0
+        self._count = 0
+
+    def update(self, loss: float) -> float:
+        self._count += 1
+        self._avg = self.beta * self._avg + (1 - self.beta) * loss
+        return self._avg / (1 - self.beta**self._count)
+
+    def state_dict(self) -> dict:
+        return {"avg": self._avg, "count": self._count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._avg, self._count = state["avg"], state["count"]
+
+
+def grad_global_norm(parameters: Iterable[torch.nn.Parameter]) -> float:
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0

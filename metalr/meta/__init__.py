@@ -1,0 +1,1 @@
+"""The meta-learner: inputs, models, dataset building, fitting and checkpoints."""

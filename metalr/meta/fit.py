@@ -1,0 +1,99 @@
+"""Outer training: fit a meta-learner on decision sequences, early-stopped on meta-validation."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metalr.config import MetaConfig
+from metalr.meta.dataset import Sequence
+from metalr.meta.inputs import INPUT_FEATURES
+from metalr.meta.model import ARCHITECTURES
+
+
+@dataclass
+class FitReport:
+    epochs_run: int
+    best_epoch: int
+    train_loss: float
+    val_loss: float | None
+    cosine_train_loss: float  # loss of the untrained (exactly cosine) learner, for reference
+    cosine_val_loss: float | None
+    n_train_sequences: int
+    n_val_sequences: int
+    wall_time_s: float
+
+
+def _pad(sequences: list[Sequence], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    length = max(len(s.labels) for s in sequences)
+    width = sequences[0].inputs.shape[1]
+    inputs = np.zeros((len(sequences), length, width), dtype=np.float32)
+    labels = np.zeros((len(sequences), length), dtype=np.float32)
+    mask = np.zeros((len(sequences), length), dtype=np.float32)
+    for i, s in enumerate(sequences):
+        inputs[i, : len(s.labels)] = s.inputs
+        labels[i, : len(s.labels)] = s.labels
+        mask[i, : len(s.labels)] = 1.0
+    return (torch.tensor(inputs, device=device), torch.tensor(labels, device=device), torch.tensor(mask, device=device))
+
+
+def _masked_mse(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((pred - labels) ** 2 * mask).sum() / mask.sum()
+
+
+def fit_meta_learner(
+    train: list[Sequence], val: list[Sequence], cfg: MetaConfig, device: str = "cpu", log=print
+) -> tuple[torch.nn.Module, FitReport]:
+    if not train:
+        raise ValueError("no meta-training sequences: the collect phase produced no finished runs")
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model = ARCHITECTURES[cfg.arch](len(INPUT_FEATURES), cfg.hidden, cfg.layers).to(device)
+    stacked = np.concatenate([s.inputs for s in train])
+    model.input_mean.copy_(torch.tensor(stacked.mean(0)))
+    model.input_std.copy_(torch.tensor(np.maximum(stacked.std(0), 1e-3)))
+    x_train, y_train, m_train = _pad(train, device)
+    val_batch = _pad(val, device) if val else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    def evaluate(batch) -> float:
+        model.eval()
+        with torch.no_grad():
+            loss = _masked_mse(model(batch[0])[0], batch[1], batch[2]).item()
+        model.train()
+        return loss
+
+    cosine_train = _masked_mse(torch.zeros_like(y_train), y_train, m_train).item()
+    cosine_val = _masked_mse(torch.zeros_like(val_batch[1]), val_batch[1], val_batch[2]).item() if val_batch else None
+    best_state, best_score, best_epoch, epoch = copy.deepcopy(model.state_dict()), float("inf"), 0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        optimizer.zero_grad()
+        loss = _masked_mse(model(x_train)[0], y_train, m_train)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        score = evaluate(val_batch) if val_batch else loss.item()
+        if score < best_score:
+            best_state, best_score, best_epoch = copy.deepcopy(model.state_dict()), score, epoch
+        if epoch % 25 == 0 or epoch == 1:
+            log(f"epoch {epoch:4d}  train mse {loss.item():.4f}  early-stop score {score:.4f}")
+        if epoch - best_epoch >= cfg.patience:
+            log(f"early stop at epoch {epoch}: no improvement for {cfg.patience} epochs")
+            break
+    model.load_state_dict(best_state)
+    report = FitReport(
+        epochs_run=epoch,
+        best_epoch=best_epoch,
+        train_loss=evaluate((x_train, y_train, m_train)),
+        val_loss=evaluate(val_batch) if val_batch else None,
+        cosine_train_loss=cosine_train,
+        cosine_val_loss=cosine_val,
+        n_train_sequences=len(train),
+        n_val_sequences=len(val),
+        wall_time_s=time.perf_counter() - started,
+    )
+    return model.eval(), report

@@ -1,0 +1,49 @@
+"""The results layout, shared by the Snakemake rules and the CLI.
+
+Trajectories and run rows are hive-partitioned by phase, then task, so that one
+``polars.scan_parquet("results/trajectories/**/*.parquet", hive_partitioning=True)``
+reads everything with ``phase`` and ``task`` as columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    root: str = "results"
+
+    def _path(self, *parts: str) -> str:
+        return str(Path(self.root, *parts))
+
+    def data(self, dataset: str) -> str:
+        return self._path("data", f"{dataset}.npz")
+
+    def trajectories(self, phase: str, task: str) -> str:
+        return self._path("trajectories", f"phase={phase}", f"task={task}", "part-0.parquet")
+
+    def runs_part(self, phase: str, task: str) -> str:
+        return self._path("runs", f"phase={phase}", f"task={task}", "part-0.parquet")
+
+    def runs(self) -> str:
+        return self._path("runs.parquet")
+
+    def checkpoint(self, arch: str) -> str:
+        return self._path("meta", arch)
+
+    def leakage_report(self) -> str:
+        return self._path("meta", "leakage_check.json")
+
+    def summary_parquet(self) -> str:
+        return self._path("summary.parquet")
+
+    def summary_md(self) -> str:
+        return self._path("summary.md")
+
+    def eval_plot(self) -> str:
+        return self._path("plots", "eval_curves.png")
+
+    def log(self, name: str) -> str:
+        return self._path("logs", f"{name}.log")

@@ -1,0 +1,199 @@
+"""One function per pipeline step. Snakemake rules and the ``metalr`` CLI both call these."""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+
+import polars as pl
+
+from metalr.config import PipelineConfig
+from metalr.evaluate import check_leakage
+from metalr.io import atomic_path
+from metalr.tasks import SplitData, prepare_dataset
+from metalr.trajectories import read_parquet_files, write_parquet
+
+
+def log(message: str) -> None:
+    print(f"[metalr {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def prepare_data(config: PipelineConfig, dataset: str, out: str | Path) -> None:
+    data = prepare_dataset(dataset, config.split_seed, config.val_fraction, config.test_fraction)
+    data.save(out)
+    log(f"{dataset}: {data.info.sizes} ({data.info.modality}, {data.info.kind}) -> {out}")
+
+
+def phase_run_specs(config: PipelineConfig, phase: str, task_id: str, meta_checkpoint: str | None = None):
+    from metalr.schedulers import META
+    from metalr.train import RunSpec
+
+    grid = config.phase_grid(phase)
+    schedulers = list(grid.schedulers) + ([META] if phase == "eval" else [])
+    return [
+        RunSpec(
+            phase=phase,
+            task=config.task(task_id),
+            scheduler=name,
+            seed=seed,
+            device=config.device,
+            divergence_factor=config.divergence_factor,
+            loss_ema_beta=config.loss_ema_beta,
+            meta_checkpoint=meta_checkpoint if name == META else None,
+        )
+        for seed in range(grid.seeds)
+        for name in schedulers
+    ]
+
+
+@functools.cache
+def _cached_data(path: str) -> SplitData:
+    return SplitData.load(path)
+
+
+def _init_worker() -> None:
+    import torch
+
+    # Many single-threaded runs beat one multi-threaded run for models this small.
+    torch.set_num_threads(1)
+
+
+def _execute(spec, data_path: str):
+    from metalr.train import failed_run, train_run
+
+    data = _cached_data(data_path)
+    try:
+        return train_run(spec, data)
+    except Exception as err:  # recorded as status=failed; the job goes on
+        return failed_run(spec, data, err)
+
+
+def train_runs(
+    config: PipelineConfig,
+    phase: str,
+    task_id: str,
+    data_path: str | Path,
+    trajectories_out: str | Path,
+    runs_out: str | Path,
+    threads: int = 1,
+    meta_checkpoint: str | Path | None = None,
+) -> None:
+    """Train every (scheduler, seed) run of a task in one phase; write trajectories and run rows."""
+    specs = phase_run_specs(config, phase, task_id, None if meta_checkpoint is None else str(meta_checkpoint))
+    from metalr.train import resolve_device
+
+    log(f"{phase}/{task_id}: {len(specs)} runs on {threads} worker(s), device {resolve_device(config.device)}")
+    results = []
+
+    def report(result) -> None:
+        row = result.summary.row(0, named=True)
+        results.append(result)
+        metric = "n/a" if row["test_metric"] is None else f"{row['test_metric']:.4f}"
+        log(
+            f"[{len(results)}/{len(specs)}] {row['scheduler']:<11} seed={row['seed']} {row['status']:<8} "
+            f"test_{row['metric']}={metric} steps={row['steps_done']} ({row['wall_time_s']:.1f} s)"
+            + (f" error: {row['error']}" if row["error"] else "")
+        )
+
+    if threads <= 1 or len(specs) == 1:
+        _init_worker()
+        for spec in specs:
+            report(_execute(spec, str(data_path)))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(threads, mp_context=context, initializer=_init_worker) as pool:
+            futures = [pool.submit(_execute, spec, str(data_path)) for spec in specs]
+            for future in as_completed(futures):
+                report(future.result())
+    order = {spec.run_id: i for i, spec in enumerate(specs)}
+    results.sort(key=lambda r: order[r.summary["run_id"][0]])
+    write_parquet(pl.concat([r.trajectory for r in results]), trajectories_out)
+    write_parquet(pl.concat([r.summary for r in results]), runs_out)
+    counts = pl.concat([r.summary for r in results])["status"].value_counts().sort("status").rows()
+    log(f"{phase}/{task_id}: done, status counts {dict(counts)}")
+
+
+def leakage_report(config: PipelineConfig, runs_files: Sequence[str | Path], out: str | Path) -> None:
+    report = check_leakage(config, runs_files)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    log(f"leakage check passed: fit reads tasks {report['fit_tasks']}, held out {sorted(report['held_out'])}")
+
+
+def fit(
+    config: PipelineConfig,
+    collect_runs: Sequence[str | Path],
+    collect_trajectories: Sequence[str | Path],
+    metaval_runs: Sequence[str | Path],
+    metaval_trajectories: Sequence[str | Path],
+    out_dir: str | Path,
+) -> None:
+    """Fit the meta-learner on phase=collect (early-stopped on phase=metaval) and save a checkpoint."""
+    from metalr.meta.checkpoint import save_checkpoint
+    from metalr.meta.dataset import build_sequences
+    from metalr.meta.fit import fit_meta_learner
+    from metalr.meta.inputs import INPUT_FEATURES
+    from metalr.train import resolve_device
+
+    check_leakage(config, [*collect_runs, *metaval_runs])
+    fraction = config.meta.decision_fraction
+    train = build_sequences(read_parquet_files(collect_runs), read_parquet_files(collect_trajectories), fraction)
+    val = (
+        build_sequences(read_parquet_files(metaval_runs), read_parquet_files(metaval_trajectories), fraction)
+        if metaval_runs
+        else []
+    )
+    log(f"fit: {len(train)} meta-training sequences, {len(val)} meta-validation sequences")
+    device = resolve_device(config.device)
+    model, report = fit_meta_learner(train, val, config.meta, device=device, log=log)
+    trained_on = read_parquet_files(collect_runs).select("task", "task_hash").unique().sort("task").to_dicts()
+    save_checkpoint(
+        model.cpu(),
+        {
+            **asdict(config.meta),
+            "features": list(INPUT_FEATURES),
+            "objective": "imitate the best collected schedule per (task, seed)",
+            "trained_on": trained_on,
+            "fit": asdict(report),
+        },
+        out_dir,
+    )
+    log(
+        f"fit: best epoch {report.best_epoch}/{report.epochs_run}, imitation mse train {report.train_loss:.4f} "
+        f"(cosine {report.cosine_train_loss:.4f}), val {report.val_loss} (cosine {report.cosine_val_loss}); "
+        f"{report.wall_time_s:.1f} s -> {out_dir}"
+    )
+
+
+def merge_runs(runs_files: Sequence[str | Path], out: str | Path) -> None:
+    merged = read_parquet_files(runs_files).sort("phase", "task", "scheduler", "seed")
+    write_parquet(merged, out)
+    log(f"runs: {merged.height} rows -> {out}")
+
+
+def summarize_results(
+    runs_file: str | Path, checkpoint_dir: str | Path, summary_parquet: str | Path, summary_md: str | Path
+) -> None:
+    from metalr.evaluate import summarize_runs
+    from metalr.report import summary_markdown
+
+    runs = read_parquet_files([runs_file])
+    meta_info = json.loads((Path(checkpoint_dir) / "config.json").read_text())
+    write_parquet(summarize_runs(runs), summary_parquet)
+    with atomic_path(summary_md) as tmp:
+        tmp.write_text(summary_markdown(runs, meta_info))
+    log(f"summary -> {summary_md}, {summary_parquet}")
+
+
+def plot_eval_curves(runs_file: str | Path, eval_trajectories: Sequence[str | Path], out: str | Path) -> None:
+    from metalr import report
+
+    runs = read_parquet_files([runs_file]).filter(pl.col("phase") == "eval")
+    report.plot_eval_curves(runs, read_parquet_files(eval_trajectories), out)
+    log(f"evaluation curves -> {out}")

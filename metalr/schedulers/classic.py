@@ -1,0 +1,78 @@
+"""The classic baselines, as torch's own schedulers with settings scaled to the budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LambdaLR,
+    LRScheduler,
+    ReduceLROnPlateau,
+    StepLR,
+)
+
+
+class _Unit:
+    """A picklable ``lambda _: 1.0``, so LambdaLR's state_dict carries it."""
+
+    def __call__(self, _: int) -> float:
+        return 1.0
+
+
+def constant(optimizer: Optimizer, budget: int) -> LRScheduler:
+    # Not ConstantLR: its defaults scale the LR by 1/3 for the first 5 steps.
+    return LambdaLR(optimizer, _Unit())
+
+
+def step(optimizer: Optimizer, budget: int) -> LRScheduler:
+    return StepLR(optimizer, step_size=math.ceil(budget / 3), gamma=0.1)
+
+
+def exponential(optimizer: Optimizer, budget: int) -> LRScheduler:
+    return ExponentialLR(optimizer, gamma=0.01 ** (1.0 / budget))
+
+
+def cosine(optimizer: Optimizer, budget: int) -> LRScheduler:
+    return CosineAnnealingLR(optimizer, T_max=budget)
+
+
+class ValidationPlateau(ReduceLROnPlateau):
+    """ReduceLROnPlateau on validation loss that fits the observe-then-step loop.
+
+    ``observe`` records a validation loss when the features carry one; ``step()`` only
+    counts evaluations, so ``patience`` is measured in evaluations, not optimizer steps.
+    """
+
+    needs = ("val_loss",)
+
+    def __init__(self, optimizer: Optimizer, patience: int = 2, factor: float = 0.1, threshold: float = 0.01):
+        super().__init__(optimizer, mode="min", factor=factor, patience=patience, threshold=threshold)
+        self._pending: float | None = None
+
+    def observe(self, features: Mapping[str, object]) -> None:
+        value = features.get("val_loss")
+        if value is not None and math.isfinite(float(value)):
+            self._pending = float(value)
+
+    def step(self, metrics: float | None = None, epoch=None) -> None:
+        if metrics is None:
+            metrics, self._pending = self._pending, None
+        if metrics is not None:
+            super().step(metrics)
+
+
+def plateau(optimizer: Optimizer, budget: int) -> LRScheduler:
+    return ValidationPlateau(optimizer)
+
+
+CLASSIC = {
+    "constant": constant,
+    "step": step,
+    "exponential": exponential,
+    "cosine": cosine,
+    "plateau": plateau,
+}

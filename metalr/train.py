@@ -1,0 +1,214 @@
+"""The single instrumented training loop: one run = one task x one scheduler x one seed."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, RandomSampler
+
+from metalr import __version__
+from metalr.config import TaskSpec, stable_hash
+from metalr.features import LossEMA, evaluate_split, grad_global_norm
+from metalr.features.validation import trivial_metric
+from metalr.schedulers import build_scheduler
+from metalr.tasks import SplitData, build_model
+from metalr.trajectories import runs_frame, trajectory_frame
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    phase: str
+    task: TaskSpec
+    scheduler: str
+    seed: int
+    device: str = "cpu"
+    divergence_factor: float = 10.0
+    loss_ema_beta: float = 0.9
+    meta_checkpoint: str | None = None
+
+    @property
+    def config_hash(self) -> str:
+        payload = asdict(self)
+        payload.pop("device")
+        payload.pop("meta_checkpoint")
+        payload["task"] = self.task.content()
+        return stable_hash(payload)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.phase}-{self.task.task_id}-{self.scheduler}-s{self.seed}-{self.config_hash[:6]}"
+
+
+@dataclass
+class RunResult:
+    summary: pl.DataFrame  # one row, RUNS_SCHEMA
+    trajectory: pl.DataFrame  # one row per step, TRAJECTORY_SCHEMA
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA device; use device: auto or cpu")
+    return requested
+
+
+def build_optimizer(task: TaskSpec, parameters) -> torch.optim.Optimizer:
+    if task.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=task.base_lr, weight_decay=task.weight_decay)
+    if task.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=task.base_lr, weight_decay=task.weight_decay)
+    return torch.optim.SGD(parameters, lr=task.base_lr, momentum=0.9, weight_decay=task.weight_decay)
+
+
+def scheduler_params(scheduler) -> dict:
+    """The scheduler's own settings, as recorded in runs.parquet."""
+    state = scheduler.state_dict()
+    return {
+        k: v
+        for k, v in state.items()
+        if not k.startswith("_")
+        and k
+        not in (
+            "last_epoch",
+            "base_lrs",
+            "verbose",
+            "best",
+            "num_bad_epochs",
+            "cooldown_counter",
+            "last_epoch",
+            "log_mult",
+            "inputs",
+            "recurrent",
+        )
+        and isinstance(v, (int, float, str, bool))
+    }
+
+
+def _batches(n: int, batch_size: int, seed: int):
+    """Endless mini-batch indices; the order depends on the seed alone, never on the scheduler."""
+    generator = torch.Generator().manual_seed(seed)
+    sampler = BatchSampler(RandomSampler(range(n), generator=generator), min(batch_size, n), drop_last=True)
+    while True:
+        yield from sampler
+
+
+def train_run(spec: RunSpec, data: SplitData) -> RunResult:
+    started = time.perf_counter()
+    task, info = spec.task, data.info
+    device = torch.device(resolve_device(spec.device))
+    tensors = {k: torch.tensor(v, device=device) for k, v in data.arrays.items()}
+    X_train, y_train = tensors["X_train"], tensors["y_train"]
+
+    torch.manual_seed(spec.seed)
+    model = build_model(task.model, info).to(device)
+    optimizer = build_optimizer(task, model.parameters())
+    scheduler = build_scheduler(spec.scheduler, optimizer, task.budget_steps, spec.meta_checkpoint)
+    loss_fn = nn.CrossEntropyLoss() if info.kind == "classification" else nn.MSELoss()
+    batches = _batches(len(X_train), task.batch_size, spec.seed)
+    ema = LossEMA(spec.loss_ema_beta)
+    observe = getattr(scheduler, "observe", None)
+
+    rows: list[dict] = []
+    status, first_loss, val = "ok", None, {}
+    model.train()
+    for step in range(1, task.budget_steps + 1):
+        tick = time.perf_counter()
+        idx = next(batches)
+        loss = loss_fn(model(X_train[idx]), y_train[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loss_value = loss.item()
+        first_loss = loss_value if first_loss is None else first_loss
+        row = {
+            "run_id": spec.run_id,
+            "step": step,
+            "epoch": step * task.batch_size / len(X_train),
+            "progress": step / task.budget_steps,
+            "lr": optimizer.param_groups[0]["lr"],
+            "loss_train": loss_value,
+            "loss_ema": ema.update(loss_value),
+            "grad_norm": grad_global_norm(model.parameters()),
+        }
+        if not math.isfinite(loss_value) or loss_value > spec.divergence_factor * first_loss:
+            status = "diverged"
+            row["res_step_time_s"] = time.perf_counter() - tick
+            rows.append(row)
+            break
+        optimizer.step()
+        if step % task.val_every == 0 or step == task.budget_steps:
+            val = evaluate_split(model, tensors["X_val"], tensors["y_val"], info)
+            row["val_loss"] = val["loss"]
+            row[f"val_{info.metric}"] = val[info.metric]
+        if observe is not None:
+            observe(row)
+        scheduler.step()
+        row["res_step_time_s"] = time.perf_counter() - tick
+        rows.append(row)
+
+    test = evaluate_split(model, tensors["X_test"], tensors["y_test"], info) if status == "ok" else {}
+    summary = {
+        **run_identity(spec, data),
+        "scheduler_params": json.dumps(scheduler_params(scheduler), sort_keys=True),
+        "status": status,
+        "steps_done": len(rows),
+        "final_train_loss": rows[-1]["loss_ema"] if rows else None,
+        "final_val_loss": val.get("loss") if status == "ok" else None,
+        "final_val_metric": val.get(info.metric) if status == "ok" else None,
+        "test_loss": test.get("loss"),
+        "test_metric": test.get(info.metric),
+        "wall_time_s": time.perf_counter() - started,
+        "device": str(device),
+    }
+    return RunResult(runs_frame([summary]), trajectory_frame(rows))
+
+
+def run_identity(spec: RunSpec, data: SplitData) -> dict:
+    """The columns of a runs.parquet row that are known before training starts."""
+    task, info = spec.task, data.info
+    return {
+        "run_id": spec.run_id,
+        "phase": spec.phase,
+        "task": task.task_id,
+        "task_hash": task.config_hash,
+        "dataset": task.dataset,
+        "model": json.dumps(asdict(task.model), sort_keys=True),
+        "optimizer": task.optimizer,
+        "batch_size": task.batch_size,
+        "base_lr": task.base_lr,
+        "weight_decay": task.weight_decay,
+        "budget_steps": task.budget_steps,
+        "scheduler": spec.scheduler,
+        "seed": spec.seed,
+        "metric": info.metric,
+        "higher_is_better": info.higher_is_better,
+        "trivial_test_metric": trivial_metric(data.y("train"), data.y("test"), info),
+        "torch_version": torch.__version__,
+        "metalr_version": __version__,
+        "python_version": platform.python_version(),
+        "config_hash": spec.config_hash,
+    }
+
+
+def failed_run(spec: RunSpec, data: SplitData, error: BaseException) -> RunResult:
+    """A run that raised: recorded with status=failed so the pipeline goes on and nothing is lost."""
+    summary = {
+        **run_identity(spec, data),
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "steps_done": 0,
+        "device": spec.device,
+    }
+    return RunResult(runs_frame([summary]), trajectory_frame([]))
+
+
+def load_split_data(path: str | Path) -> SplitData:
+    return SplitData.load(path)

@@ -1,0 +1,27 @@
+import subprocess
+import sys
+
+import yaml
+
+
+def test_cli_reports_a_bad_config_in_one_message_without_a_traceback(tmp_path, repo):
+    raw = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    raw["device"] = "tpu"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "metalr", "--config", str(bad), "validate"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "config field 'device'" in proc.stderr and "'cpu'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_runs_a_pipeline_step_into_the_results_layout(tmp_path, repo):
+    args = [sys.executable, "-m", "metalr", "--config", str(repo / "config" / "smoke.yaml"), "--results", str(tmp_path)]
+    subprocess.run([*args, "prepare-data", "--dataset", "wine"], check=True, capture_output=True)
+    proc = subprocess.run(
+        [*args, "train-runs", "--phase", "metaval", "--task", "wine-mlp"], capture_output=True, text=True, check=True
+    )
+    assert "[6/6]" in proc.stdout
+    assert (tmp_path / "trajectories" / "phase=metaval" / "task=wine-mlp" / "part-0.parquet").is_file()

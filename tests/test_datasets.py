@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from metalr.tasks import BUILTIN_DATASETS, SplitData, prepare_dataset
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_DATASETS))
+def test_every_builtin_dataset_loads_offline_with_three_nonempty_splits(name):
+    data = prepare_dataset(name, 0, 0.15, 0.15)
+    for split in ("train", "val", "test"):
+        assert len(data.X(split)) == len(data.y(split)) > 0
+        assert np.isfinite(data.X(split).astype(float)).all()
+    assert data.info.sizes["train"] > data.info.sizes["val"]
+
+
+def test_splits_are_identical_for_the_same_split_seed_and_differ_for_another():
+    a, b, c = (prepare_dataset("wine", seed, 0.15, 0.15) for seed in (3, 3, 4))
+    for key in a.arrays:
+        np.testing.assert_array_equal(a.arrays[key], b.arrays[key])
+    assert not np.array_equal(a.y("train"), c.y("train"))
+
+
+def test_labelled_splits_are_stratified(digits):
+    fractions = [np.bincount(digits.y(s), minlength=10) / len(digits.y(s)) for s in ("train", "val", "test")]
+    assert np.abs(fractions[0] - fractions[1]).max() < 0.02
+    assert np.abs(fractions[0] - fractions[2]).max() < 0.02
+
+
+def test_no_example_lands_in_two_splits(digits):
+    keys = {s: {row.tobytes() for row in digits.X(s).reshape(len(digits.X(s)), -1)} for s in ("train", "val", "test")}
+    # load_digits holds a handful of exact duplicate images; they may straddle splits.
+    assert len(keys["train"] & keys["test"]) <= 3
+    assert len(keys["train"] & keys["val"]) <= 3
+
+
+def test_tabular_scaling_is_fitted_on_the_training_split_only():
+    data = prepare_dataset("breast_cancer", 0, 0.15, 0.15)
+    np.testing.assert_allclose(data.X("train").mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(data.X("train").std(0), 1, atol=1e-3)
+    assert np.abs(data.X("test").mean(0)).max() > 1e-3
+
+
+def test_series_splits_follow_time_order_and_predict_the_next_change():
+    data = prepare_dataset("sunspots", 0, 0.15, 0.15)
+    assert data.X("train").shape[1:] == (12, 1) and data.y("train").shape[1:] == (1,)
+    # Inputs are relative to each window's last value, so that value is exactly 0.
+    assert np.all(data.X("val")[:, -1, 0] == 0)
+    assert data.info.sizes["train"] > data.info.sizes["test"]
+
+
+def test_synthetic_text_is_marked_synthetic_and_learnable_by_sign_of_sentiment():
+    data = prepare_dataset("synthtext", 0, 0.15, 0.15)
+    assert data.info.synthetic and data.info.modality == "text"
+    assert set(np.unique(data.y("train"))) == {0, 1}
+
+
+def test_saved_split_data_round_trips(tmp_path, digits):
+    digits.save(tmp_path / "d.npz")
+    loaded = SplitData.load(tmp_path / "d.npz")
+    assert loaded.info == digits.info
+    for key, value in digits.arrays.items():
+        np.testing.assert_array_equal(loaded.arrays[key], value)
+
+
+def test_unknown_dataset_lists_the_builtin_ones():
+    with pytest.raises(KeyError, match="digits"):
+        prepare_dataset("imagenet", 0, 0.15, 0.15)

@@ -1,0 +1,115 @@
+"""The real Snakemake binary runs the whole pipeline on config/smoke.yaml in a temporary directory."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from metalr.config import load_config
+from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS
+
+TRAINING_RULES = ("collect_trajectories", "fit_meta_learner", "evaluate_schedulers")
+
+
+def _snakemake() -> str:
+    beside_python = Path(sys.executable).with_name("snakemake")
+    found = str(beside_python) if beside_python.exists() else shutil.which("snakemake")
+    if found is None:
+        pytest.fail("the snakemake executable is not installed beside this Python")
+    return found
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, repo):
+    workdir = tmp_path_factory.mktemp("smoke")
+    configfile = repo / "config" / "smoke.yaml"
+    cmd = [
+        _snakemake(),
+        "-s",
+        str(repo / "Snakefile"),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+    ]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir / "results", load_config(configfile)
+
+
+def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_run):
+    results, config = smoke_run
+    runs = pl.read_parquet(results / "runs.parquet")
+    for phase in ("collect", "metaval", "eval"):
+        grid = config.phase_grid(phase)
+        n_schedulers = len(grid.schedulers) + (phase == "eval")  # eval adds the meta-scheduler
+        expected = len(config.phase_tasks(phase)) * n_schedulers * grid.seeds
+        assert runs.filter(pl.col("phase") == phase).height == expected
+    assert runs["run_id"].is_unique().all()
+    assert set(runs.filter(pl.col("phase") == "eval")["scheduler"]) >= {"meta", "cosine"}
+
+
+def test_run_ids_match_both_ways_between_runs_and_trajectories(smoke_run):
+    results, _ = smoke_run
+    runs = pl.read_parquet(results / "runs.parquet")
+    traj = pl.scan_parquet(str(results / "trajectories" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert set(traj["run_id"]) == set(runs.filter(pl.col("steps_done") > 0)["run_id"])
+    joined = traj.select("run_id", "phase", "task").unique().join(runs.select("run_id", "phase", "task"), on="run_id")
+    assert (joined["phase"] == joined["phase_right"]).all() and (joined["task"] == joined["task_right"]).all()
+
+
+def test_every_finished_trajectory_ends_at_the_budget_without_nan(smoke_run):
+    results, _ = smoke_run
+    runs = pl.read_parquet(results / "runs.parquet")
+    traj = pl.scan_parquet(str(results / "trajectories" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    last = traj.group_by("run_id").agg(pl.col("step").max()).join(runs, on="run_id")
+    finished = last.filter(pl.col("status") == "ok")
+    assert finished.height > 0 and (finished["step"] == finished["budget_steps"]).all()
+    required = traj.select(REQUIRED_TRAJECTORY_COLUMNS)
+    assert required.null_count().sum_horizontal()[0] == 0
+    nan_counts = required.drop("run_id").select(pl.all().cast(pl.Float64).is_nan().sum()).row(0)
+    assert sum(nan_counts) == 0
+
+
+def test_no_held_out_task_reaches_the_fit(smoke_run):
+    results, config = smoke_run
+    leakage = json.loads((results / "meta" / "leakage_check.json").read_text())
+    assert leakage["ok"] and not set(leakage["fit_tasks"]) & set(config.held_out)
+    assert all("phase=eval" not in path for path in leakage["fit_inputs"])
+    checkpoint = json.loads((results / "meta" / config.meta.arch / "config.json").read_text())
+    assert {t["task"] for t in checkpoint["trained_on"]} == set(config.meta_train)
+
+
+def test_summary_and_plot_are_written(smoke_run):
+    results, config = smoke_run
+    summary = (results / "summary.md").read_text()
+    for task in config.held_out:
+        assert f"### {task}" in summary
+    assert "Meta-scheduler against cosine" in summary
+    table = pl.read_parquet(results / "summary.parquet").filter(pl.col("phase") == "eval")
+    assert table.height == len(config.held_out) * (len(config.evaluate.schedulers) + 1)
+    assert (results / "plots" / "eval_curves.png").stat().st_size > 10_000
+
+
+def test_dry_run_of_the_default_config_requests_a_gpu_for_every_training_rule(tmp_path, repo):
+    proc = subprocess.run(
+        [_snakemake(), "-s", str(repo / "Snakefile"), "-n", "--cores", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", proc.stdout, flags=re.MULTILINE)
+    seen = {rule for rule, _ in jobs}
+    assert set(TRAINING_RULES) <= seen
+    for rule, resources in jobs:
+        if rule in TRAINING_RULES:
+            assert "gpu=1" in resources.split(", "), (rule, resources)

@@ -1,0 +1,29 @@
+# Shared state and input functions. No rule holds logic; this file only maps the
+# validated config onto file paths.
+from metalr.config import parse_config
+from metalr.paths import ResultsLayout
+
+CONFIG = parse_config(config)
+LAYOUT = ResultsLayout("results")
+CHECKPOINT = LAYOUT.checkpoint(CONFIG.meta.arch)
+
+
+wildcard_constraints:
+    task="|".join(sorted(CONFIG.tasks)),
+    dataset="|".join(sorted({t.dataset for t in CONFIG.tasks.values()})),
+
+
+def data_for_task(wildcards):
+    return LAYOUT.data(CONFIG.task(wildcards.task).dataset)
+
+
+def phase_runs(phase):
+    return [LAYOUT.runs_part(phase, task) for task in CONFIG.phase_tasks(phase)]
+
+
+def phase_trajectories(phase):
+    return [LAYOUT.trajectories(phase, task) for task in CONFIG.phase_tasks(phase)]
+
+
+def all_runs(wildcards):
+    return [f for phase in ("collect", "metaval", "eval") for f in phase_runs(phase)]

@@ -1,0 +1,33 @@
+rule evaluate_schedulers:
+    input:
+        data=data_for_task,
+        weights=rules.fit_meta_learner.output.weights,
+        checkpoint_config=rules.fit_meta_learner.output.config,
+    output:
+        trajectories=LAYOUT.trajectories("eval", "{task}"),
+        runs=LAYOUT.runs_part("eval", "{task}"),
+    params:
+        phase="eval",
+        checkpoint=CHECKPOINT,
+    threads: CONFIG.threads
+    resources:
+        gpu=CONFIG.gpu_per_job,
+    log:
+        LAYOUT.log("evaluate_schedulers/{task}"),
+    conda:
+        "../../envs/metalr.yaml"
+    script:
+        "../scripts/train_runs.py"
+
+
+rule merge_runs:
+    input:
+        all_runs,
+    output:
+        LAYOUT.runs(),
+    log:
+        LAYOUT.log("merge_runs"),
+    conda:
+        "../../envs/metalr.yaml"
+    script:
+        "../scripts/merge_runs.py"

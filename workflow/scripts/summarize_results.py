@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from metalr.logs import log_to
+from metalr.pipeline import summarize_results
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with log_to(sm.log[0]):
+    summarize_results(sm.input.runs, Path(sm.input.checkpoint_config).parent, sm.output.table, sm.output.markdown)
