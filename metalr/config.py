@@ -17,7 +17,7 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 PHASES = ("collect", "metaval", "eval")
-PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every")
+PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
 
 
 class ConfigError(ValueError):
@@ -39,6 +39,26 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """Cadences (in optimizer steps) and sizes of the trajectory probes; see docs/trajectory-schema.md."""
+
+    enabled: bool = True
+    grad_norm_every: int = 5  # always on, even with enabled=False
+    geometry_every: int = 5
+    optimizer_every: int = 5
+    noise_every: int = 25
+    noise_micro_batches: int = 4
+    curvature_every: int = 25
+    curvature_batch: int = 32
+    power_iters: int = 2
+    hutchinson_samples: int = 1
+    uncertainty_every: int | None = None  # None: at every validation
+    uncertainty_examples: int = 256
+    mc_passes: int = 8
+    resources_every: int = 10
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """A dataset, a model and a fixed training protocol."""
 
@@ -51,11 +71,12 @@ class TaskSpec:
     weight_decay: float
     budget_steps: int
     val_every: int
+    probes: ProbeConfig = ProbeConfig()
 
     def content(self) -> dict[str, Any]:
-        """Everything that defines the task except its name."""
+        """Everything that defines the task except its name and what is logged about it."""
         content = asdict(self)
-        del content["task_id"]
+        del content["task_id"], content["probes"]
         return content
 
     @property
@@ -148,6 +169,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
     tasks = {}
     for task_id, entry in raw["tasks"].items():
         protocol = {f: entry.get(f, defaults[f]) for f in PROTOCOL_FIELDS}
+        protocol["probes"] = ProbeConfig(**protocol["probes"])
         tasks[task_id] = TaskSpec(
             task_id=task_id,
             dataset=entry["dataset"],

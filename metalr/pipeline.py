@@ -17,7 +17,7 @@ from metalr.config import PipelineConfig
 from metalr.evaluate import check_leakage
 from metalr.io import atomic_path
 from metalr.tasks import SplitData, prepare_dataset
-from metalr.trajectories import read_parquet_files, write_parquet
+from metalr.trajectories import TrajectoryWriter, read_parquet_files, write_parquet
 
 
 def log(message: str) -> None:
@@ -113,7 +113,9 @@ def train_runs(
                 report(future.result())
     order = {spec.run_id: i for i, spec in enumerate(specs)}
     results.sort(key=lambda r: order[r.summary["run_id"][0]])
-    write_parquet(pl.concat([r.trajectory for r in results]), trajectories_out)
+    with TrajectoryWriter(trajectories_out) as writer:
+        for result in results:
+            writer.write(result.trajectory)
     write_parquet(pl.concat([r.summary for r in results]), runs_out)
     counts = pl.concat([r.summary for r in results])["status"].value_counts().sort("status").rows()
     log(f"{phase}/{task_id}: done, status counts {dict(counts)}")

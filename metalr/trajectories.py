@@ -9,73 +9,101 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from metalr.features import probe_columns
 from metalr.io import atomic_path
 
-TRAJECTORY_SCHEMA = pl.Schema(
-    {
-        "run_id": pl.String,
-        "step": pl.Int32,
-        "epoch": pl.Float64,
-        "progress": pl.Float64,
-        "lr": pl.Float64,
-        "loss_train": pl.Float64,
-        "loss_ema": pl.Float64,
-        "grad_norm": pl.Float64,
-        "val_loss": pl.Float64,
-        "val_acc": pl.Float64,
-        "val_mae": pl.Float64,
-        "res_step_time_s": pl.Float64,
-    }
-)
-# Columns that depend on wall-clock time and so differ between otherwise identical runs.
-TIMING_COLUMNS = ("res_step_time_s",)
-REQUIRED_TRAJECTORY_COLUMNS = ("run_id", "step", "epoch", "progress", "lr", "loss_train", "loss_ema", "grad_norm")
+# Columns the training loop writes itself; every other column belongs to a probe.
+LOOP_COLUMNS = {
+    "run_id": pa.string(),
+    "step": pa.int32(),
+    "epoch": pa.float64(),
+    "progress": pa.float64(),
+    "lr": pa.float64(),
+    "lr_change_reason": pa.string(),
+    "res_step_time_s": pa.float64(),
+}
+TRAJECTORY_SCHEMA = pa.schema(list(LOOP_COLUMNS.items()) + list(probe_columns().items()))
+# Columns that depend on wall-clock time or memory and so differ between otherwise identical runs.
+TIMING_COLUMNS = ("res_step_time_s", "res_samples_per_s", "res_cpu_rss_mb", "res_gpu_mem_mb", "res_gpu_util")
+REQUIRED_TRAJECTORY_COLUMNS = ("run_id", "step", "epoch", "progress", "lr", "loss_train", "loss_ema")
 
-RUNS_SCHEMA = pl.Schema(
+RUNS_SCHEMA = pa.schema(
     {
-        "run_id": pl.String,
-        "phase": pl.String,
-        "task": pl.String,
-        "task_hash": pl.String,
-        "dataset": pl.String,
-        "model": pl.String,
-        "optimizer": pl.String,
-        "batch_size": pl.Int32,
-        "base_lr": pl.Float64,
-        "weight_decay": pl.Float64,
-        "budget_steps": pl.Int32,
-        "scheduler": pl.String,
-        "scheduler_params": pl.String,
-        "seed": pl.Int32,
-        "status": pl.String,
-        "error": pl.String,
-        "steps_done": pl.Int32,
-        "final_train_loss": pl.Float64,
-        "final_val_loss": pl.Float64,
-        "final_val_metric": pl.Float64,
-        "metric": pl.String,
-        "higher_is_better": pl.Boolean,
-        "test_loss": pl.Float64,
-        "test_metric": pl.Float64,
-        "trivial_test_metric": pl.Float64,
-        "wall_time_s": pl.Float64,
-        "device": pl.String,
-        "torch_version": pl.String,
-        "metalr_version": pl.String,
-        "python_version": pl.String,
-        "config_hash": pl.String,
-    }
+        "run_id": pa.string(),
+        "phase": pa.string(),
+        "task": pa.string(),
+        "task_hash": pa.string(),
+        "dataset": pa.string(),
+        "model": pa.string(),
+        "optimizer": pa.string(),
+        "batch_size": pa.int32(),
+        "base_lr": pa.float64(),
+        "weight_decay": pa.float64(),
+        "budget_steps": pa.int32(),
+        "scheduler": pa.string(),
+        "scheduler_params": pa.string(),
+        "seed": pa.int32(),
+        "status": pa.string(),
+        "error": pa.string(),
+        "steps_done": pa.int32(),
+        "final_train_loss": pa.float64(),
+        "final_val_loss": pa.float64(),
+        "final_val_metric": pa.float64(),
+        "metric": pa.string(),
+        "higher_is_better": pa.bool_(),
+        "test_loss": pa.float64(),
+        "test_metric": pa.float64(),
+        "trivial_test_metric": pa.float64(),
+        "wall_time_s": pa.float64(),
+        "device": pa.string(),
+        "torch_version": pa.string(),
+        "metalr_version": pa.string(),
+        "python_version": pa.string(),
+        "config_hash": pa.string(),
+    }.items()
 )
 RUN_STATUSES = ("ok", "diverged", "failed")
 
 
 def trajectory_frame(rows: Sequence[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=TRAJECTORY_SCHEMA)
+    return pl.from_arrow(pa.Table.from_pylist(list(rows), schema=TRAJECTORY_SCHEMA))
 
 
 def runs_frame(rows: Sequence[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=RUNS_SCHEMA)
+    return pl.from_arrow(pa.Table.from_pylist(list(rows), schema=RUNS_SCHEMA))
+
+
+class TrajectoryWriter:
+    """Writes runs' trajectories into one Parquet file, one row group per run.
+
+    Rows are buffered per run by the caller and written in one call; the file is opened
+    once and appears at its final path only when closed without error.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema = TRAJECTORY_SCHEMA):
+        self.schema = schema
+        self._atomic = atomic_path(path)
+        self._writer = pq.ParquetWriter(self._atomic.__enter__(), schema)
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if frame.height:
+            self._writer.write_table(frame.to_arrow().cast(self.schema))
+
+    def close(self, error: BaseException | None = None) -> None:
+        self._writer.close()
+        if error is None:
+            self._atomic.__exit__(None, None, None)
+        else:
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(exc)
 
 
 def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:

@@ -35,3 +35,31 @@ def test_trajectory_rows_keep_the_declared_dtypes(tmp_path):
     back = pl.read_parquet(tmp_path / "t.parquet")
     assert back.schema == frame.schema
     assert back["val_loss"].null_count() == 1
+
+
+def test_every_trajectory_and_runs_column_is_documented(repo):
+    import re
+
+    from metalr.trajectories import RUNS_SCHEMA, TRAJECTORY_SCHEMA
+
+    doc = (repo / "docs" / "trajectory-schema.md").read_text()
+    documented = set(re.findall(r"`([a-z_0-9]+)`", doc))
+    missing = [name for name in TRAJECTORY_SCHEMA.names + RUNS_SCHEMA.names if name not in documented]
+    assert not missing, f"undocumented columns: {missing}"
+
+
+def test_the_writer_puts_each_run_in_its_own_row_group_and_publishes_only_on_success(tmp_path):
+    import pyarrow.parquet as pq
+
+    from metalr.trajectories import TrajectoryWriter
+
+    target = tmp_path / "part-0.parquet"
+    with TrajectoryWriter(target) as writer:
+        for run in ("a", "b", "c"):
+            writer.write(trajectory_frame([{"run_id": run, "step": s, "lr": 0.1} for s in (1, 2)]))
+        assert not target.exists()
+    assert pq.ParquetFile(target).num_row_groups == 3
+    with pytest.raises(RuntimeError), TrajectoryWriter(tmp_path / "failed.parquet") as writer:
+        writer.write(trajectory_frame([{"run_id": "a", "step": 1}]))
+        raise RuntimeError("job killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-0.parquet"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import torch
 from torch import nn
 
+from metalr.features.base import Probe, StepContext
 from metalr.tasks.datasets import DatasetInfo
 
 
@@ -37,3 +39,23 @@ def trivial_metric(y_train, y_test, info: DatasetInfo) -> float:
         return float((torch.as_tensor(y_test) == majority).float().mean())
     mean = torch.as_tensor(y_train).float().mean()
     return float((torch.as_tensor(y_test) - mean).abs().mean() * info.target_scale)
+
+
+class ValidationProbe(Probe):
+    """``val_loss`` and the task metric (``val_acc`` or ``val_mae``) on the whole validation
+    split, every ``every`` steps and at the last step of the budget."""
+
+    columns = {"val_loss": pa.float64(), "val_acc": pa.float64(), "val_mae": pa.float64()}
+
+    def __init__(self, every: int, budget: int):
+        super().__init__(every)
+        self.budget = budget
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.budget
+
+    def after_update(self, ctx: StepContext) -> dict[str, float | None]:
+        if not self.due(ctx.step):
+            return {}
+        result = evaluate_split(ctx.model, ctx.X_val, ctx.y_val, ctx.info)
+        return {"val_loss": result["loss"], f"val_{ctx.info.metric}": result[ctx.info.metric]}
