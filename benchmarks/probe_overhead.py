@@ -10,7 +10,7 @@ and interleaved over ``--repeats`` rounds (median taken), of:
   same validation passes as metalr's loop (validation is part of training, not a probe);
 - metalr's loop with only the always-on probes (loss + EMA, gradient norm, LR, step time);
 - metalr's loop with every probe at the task's default cadences.
-It also prints each probe's cost per step, averaged over the run.
+It also prints each probe's CPU cost per step, averaged over the run.
 Last line: ``probe_overhead_pct: <always-on overhead, worst task>``.
 """
 
@@ -84,9 +84,9 @@ class ProbeTimer:
 
     def _timed(self, name, hook):
         def run(ctx):
-            tick = time.perf_counter()
+            tick = time.thread_time()
             out = hook(ctx)
-            self.seconds[name] += time.perf_counter() - tick
+            self.seconds[name] += time.thread_time() - tick
             return out
 
         return run
@@ -124,7 +124,7 @@ def main() -> None:
             f"{task_id}: plain {plain * 1e3:.3f} ms/step, always-on {on * 1e3:.3f} ms/step "
             f"({always_pct:+.1f}%), all probes at default cadences {full * 1e3:.3f} ms/step ({full_pct:+.1f}%)"
         )
-        timer = ProbeTimer()  # per-probe costs are wall-clock
+        timer = ProbeTimer()
         metalr.train.build_probes = timer
         try:
             metalr_loop(task, data)
