@@ -7,6 +7,7 @@ adds the cross-field checks a schema cannot express.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -43,7 +44,7 @@ class ProbeConfig:
     """Cadences (in optimizer steps) and sizes of the trajectory probes; see docs/trajectory-schema.md."""
 
     enabled: bool = True
-    grad_norm_every: int = 5  # always on, even with enabled=False
+    grad_norm_every: int = 10  # always on, even with enabled=False
     geometry_every: int = 5
     optimizer_every: int = 5
     noise_every: int = 25
@@ -79,7 +80,7 @@ class TaskSpec:
         del content["task_id"], content["probes"]
         return content
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         # Excludes the id, so a renamed copy of a task hashes the same (leakage check).
         return stable_hash(self.content())

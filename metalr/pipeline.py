@@ -17,7 +17,7 @@ from metalr.config import PipelineConfig
 from metalr.evaluate import check_leakage
 from metalr.io import atomic_path
 from metalr.tasks import SplitData, prepare_dataset
-from metalr.trajectories import TrajectoryWriter, read_parquet_files, write_parquet
+from metalr.trajectories import TrajectoryWriter, read_parquet_files, runs_frame, write_parquet
 
 
 def log(message: str) -> None:
@@ -92,13 +92,13 @@ def train_runs(
     results = []
 
     def report(result) -> None:
-        row = result.summary.row(0, named=True)
+        row = result.row
         results.append(result)
-        metric = "n/a" if row["test_metric"] is None else f"{row['test_metric']:.4f}"
+        metric = "n/a" if row.get("test_metric") is None else f"{row['test_metric']:.4f}"
         log(
             f"[{len(results)}/{len(specs)}] {row['scheduler']:<11} seed={row['seed']} {row['status']:<8} "
             f"test_{row['metric']}={metric} steps={row['steps_done']} ({row['wall_time_s']:.1f} s)"
-            + (f" error: {row['error']}" if row["error"] else "")
+            + (f" error: {row['error']}" if row.get("error") else "")
         )
 
     if threads <= 1 or len(specs) == 1:
@@ -112,12 +112,13 @@ def train_runs(
             for future in as_completed(futures):
                 report(future.result())
     order = {spec.run_id: i for i, spec in enumerate(specs)}
-    results.sort(key=lambda r: order[r.summary["run_id"][0]])
+    results.sort(key=lambda r: order[r.row["run_id"]])
     with TrajectoryWriter(trajectories_out) as writer:
         for result in results:
             writer.write(result.trajectory)
-    write_parquet(pl.concat([r.summary for r in results]), runs_out)
-    counts = pl.concat([r.summary for r in results])["status"].value_counts().sort("status").rows()
+    runs = runs_frame([r.row for r in results])
+    write_parquet(runs, runs_out)
+    counts = runs["status"].value_counts().sort("status").rows()
     log(f"{phase}/{task_id}: done, status counts {dict(counts)}")
 
 

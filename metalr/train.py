@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -34,7 +35,7 @@ class RunSpec:
     loss_ema_beta: float = 0.9
     meta_checkpoint: str | None = None
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         payload = asdict(self)
         payload.pop("device")
@@ -42,15 +43,31 @@ class RunSpec:
         payload["task"] = self.task.content()
         return stable_hash(payload)
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
         return f"{self.phase}-{self.task.task_id}-{self.scheduler}-s{self.seed}-{self.config_hash[:6]}"
 
 
 @dataclass
 class RunResult:
-    summary: pl.DataFrame  # one row, RUNS_SCHEMA
-    trajectory: pl.DataFrame  # one row per step, TRAJECTORY_SCHEMA
+    """A finished run: its runs.parquet row and its per-step trajectory rows.
+
+    The tables are built on first access, outside the timed training run, by whoever
+    writes or inspects them.
+    """
+
+    row: dict
+    rows: list[dict]
+
+    @functools.cached_property
+    def summary(self) -> pl.DataFrame:
+        """One row, RUNS_SCHEMA."""
+        return runs_frame([self.row])
+
+    @functools.cached_property
+    def trajectory(self) -> pl.DataFrame:
+        """One row per step, TRAJECTORY_SCHEMA."""
+        return trajectory_frame(self.rows)
 
 
 def resolve_device(requested: str) -> str:
@@ -196,7 +213,7 @@ def train_run(spec: RunSpec, data: SplitData) -> RunResult:
         "wall_time_s": time.perf_counter() - started,
         "device": str(device),
     }
-    return RunResult(runs_frame([summary]), trajectory_frame(rows))
+    return RunResult(summary, rows)
 
 
 def run_identity(spec: RunSpec, data: SplitData) -> dict:
@@ -235,7 +252,7 @@ def failed_run(spec: RunSpec, data: SplitData, error: BaseException) -> RunResul
         "steps_done": 0,
         "device": spec.device,
     }
-    return RunResult(runs_frame([summary]), trajectory_frame([]))
+    return RunResult(summary, [])
 
 
 def load_split_data(path: str | Path) -> SplitData:
