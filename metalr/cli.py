@@ -8,6 +8,7 @@ exactly what the Snakemake rule would.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 
@@ -85,6 +86,12 @@ def _cmd_plot(args, config, layout) -> None:
     plot_eval_curves(layout.runs(), _phase_files(config, layout, "eval", "trajectories"), layout.eval_plot())
 
 
+def _cmd_tasks(args, config, layout) -> None:
+    from metalr.pipeline import list_tasks
+
+    list_tasks(config, layout)
+
+
 def _cmd_validate(args, config, layout) -> None:
     print(
         f"config OK: {len(config.tasks)} tasks; meta_train {list(config.meta_train)}, "
@@ -96,28 +103,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/config.yaml", help="pipeline config YAML (default: %(default)s)")
     parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    # The same two options are accepted after the subcommand too (``metalr tasks --config FILE``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="pipeline config YAML")
+    common.add_argument("--results", default=argparse.SUPPRESS, help="results directory")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = functools.partial(sub.add_parser, parents=[common])
 
-    p = sub.add_parser("validate", help="validate the config and print what it declares")
+    p = add_parser("validate", help="validate the config and print what it declares")
     p.set_defaults(func=_cmd_validate)
-    p = sub.add_parser("prepare-data", help="carve train/val/test splits for one or all datasets")
+    p = add_parser("tasks", help="list every task: id, modality, sizes, parameter count, source")
+    p.set_defaults(func=_cmd_tasks)
+    p = add_parser("prepare-data", help="carve train/val/test splits for one or all datasets")
     p.add_argument("--dataset", help="one dataset (default: every dataset the config uses)")
     p.set_defaults(func=_cmd_prepare_data)
-    p = sub.add_parser("train-runs", help="train all (scheduler, seed) runs of one task in one phase")
+    p = add_parser("train-runs", help="train all (scheduler, seed) runs of one task in one phase")
     p.add_argument("--phase", choices=PHASES, required=True)
     p.add_argument("--task", required=True)
     p.add_argument("--threads", type=int, default=1, help="parallel single-threaded runs (default: %(default)s)")
     p.add_argument("--meta-checkpoint", help="meta-scheduler checkpoint dir (eval phase; default: results layout)")
     p.set_defaults(func=_cmd_train_runs)
-    p = sub.add_parser("check-leakage", help="refuse if a held-out task reaches the meta-learner's inputs")
+    p = add_parser("check-leakage", help="refuse if a held-out task reaches the meta-learner's inputs")
     p.set_defaults(func=_cmd_check_leakage)
-    p = sub.add_parser("fit", help="fit the meta-learner on collected trajectories")
+    p = add_parser("fit", help="fit the meta-learner on collected trajectories")
     p.set_defaults(func=_cmd_fit)
-    p = sub.add_parser("merge-runs", help="merge per-job run rows into runs.parquet")
+    p = add_parser("merge-runs", help="merge per-job run rows into runs.parquet")
     p.set_defaults(func=_cmd_merge_runs)
-    p = sub.add_parser("summarize", help="write summary.md and summary.parquet")
+    p = add_parser("summarize", help="write summary.md and summary.parquet")
     p.set_defaults(func=_cmd_summarize)
-    p = sub.add_parser("plot", help="plot validation loss and LR curves of the held-out runs")
+    p = add_parser("plot", help="plot validation loss and LR curves of the held-out runs")
     p.set_defaults(func=_cmd_plot)
     return parser
 
@@ -125,13 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from metalr.evaluate import LeakageError
     from metalr.meta.checkpoint import CheckpointError
+    from metalr.tasks.sources import DataError
     from metalr.trajectories import ParquetInputError
 
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
         args.func(args, config, ResultsLayout(args.results))
-    except (ConfigError, LeakageError, CheckpointError, ParquetInputError) as err:
+    except (ConfigError, DataError, LeakageError, CheckpointError, ParquetInputError) as err:
         print(f"metalr: error: {err}", file=sys.stderr)
         return 2
     return 0

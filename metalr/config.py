@@ -10,15 +10,25 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from metalr.tasks.registry import (
+    BUILTIN_SOURCES,
+    KIND_METRICS,
+    MODEL_FAMILIES,
+    SOURCE_MODALITY,
+    families_for,
+    modality_kind,
+)
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 PHASES = ("collect", "metaval", "eval")
 PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
+DATA_FIELDS = ("subset", "label_noise")
 
 
 class ConfigError(ValueError):
@@ -60,6 +70,46 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset comes from and how it is preprocessed; ``source='builtin'`` for embedded ones."""
+
+    name: str
+    source: str
+    modality: str
+    path: str = ""
+    config_name: str | None = None
+    data_files: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, Any] = field(default_factory=dict)
+    metric: str | None = None
+    max_train: int | None = None
+    max_eval: int | None = None
+    tokenizer: str = "wordpiece"
+    vocab_size: int = 8000
+    max_length: int = 64
+    image_size: int | None = None
+    augment: bool = False
+    window: int | None = None
+    horizon: int = 1
+    stride: int = 1
+    sample_rate: int = 16000
+    n_mels: int = 40
+
+    @property
+    def kind(self) -> str:
+        return modality_kind(self.modality)
+
+    def describe(self) -> str:
+        """One line saying where the data comes from."""
+        if self.source == "builtin":
+            return BUILTIN_SOURCES[self.name][1]
+        if self.source == "hub":
+            return f"hub:{self.path}" + (f"/{self.config_name}" if self.config_name else "")
+        return f"{self.source}:{self.path}"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """A dataset, a model and a fixed training protocol."""
 
@@ -73,6 +123,8 @@ class TaskSpec:
     budget_steps: int
     val_every: int
     probes: ProbeConfig = ProbeConfig()
+    subset: float = 1.0
+    label_noise: float = 0.0
 
     def content(self) -> dict[str, Any]:
         """Everything that defines the task except its name and what is logged about it."""
@@ -115,6 +167,7 @@ class PipelineConfig:
     gpu_per_job: int
     threads: int
     tasks: dict[str, TaskSpec]
+    dataset_specs: dict[str, DatasetSpec]
     meta_train: tuple[str, ...]
     meta_val: tuple[str, ...]
     held_out: tuple[str, ...]
@@ -136,6 +189,11 @@ class PipelineConfig:
     def datasets(self) -> tuple[str, ...]:
         used = {self.tasks[t].dataset for p in PHASES for t in self.phase_tasks(p)}
         return tuple(sorted(used))
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.dataset_specs:
+            raise ConfigError(f"unknown dataset {name!r}; the config uses: {', '.join(sorted(self.dataset_specs))}")
+        return self.dataset_specs[name]
 
 
 def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
@@ -166,18 +224,32 @@ def _schema_message(raw: dict[str, Any]) -> str:
 def parse_config(raw: dict[str, Any]) -> PipelineConfig:
     """Validate ``raw`` and build the typed config; raises ConfigError on any problem."""
     raw = validate_config(raw)
-    defaults = raw["defaults"]
-    tasks = {}
-    for task_id, entry in raw["tasks"].items():
-        protocol = {f: entry.get(f, defaults[f]) for f in PROTOCOL_FIELDS}
-        protocol["probes"] = ProbeConfig(**protocol["probes"])
-        tasks[task_id] = TaskSpec(
-            task_id=task_id,
-            dataset=entry["dataset"],
-            model=ModelSpec(**entry["model"]),
-            **protocol,
-        )
-    splits = raw["splits"]
+    from metalr.tasks.families import expand_family
+
+    dataset_specs = {name: _dataset_spec(name, entry) for name, entry in raw["datasets"].items()}
+    tasks = {task_id: _task_spec(task_id, entry, raw["defaults"]) for task_id, entry in raw["tasks"].items()}
+    family_members: dict[str, list[str]] = {}
+    for name, family in raw["families"].items():
+        if name in tasks:
+            raise ConfigError(f"config field 'families.{name}': a task has the same name; rename one of them")
+        base = _task_spec(name, family["task"], raw["defaults"], where=f"families.{name}.task")
+        for size in ("width", "depth"):
+            for value in family["sample"].get(size, []):
+                _check_size(f"families.{name}.sample", base.model.family, size, value)
+        variants = expand_family(base, family["sample"], family["count"], family["seed"])
+        for variant in variants:
+            if variant.task_id in tasks:
+                raise ConfigError(f"config field 'families.{name}': variant id {variant.task_id!r} is also a task")
+            tasks[variant.task_id] = variant
+        family_members[name] = [v.task_id for v in variants]
+    if not tasks:
+        raise ConfigError("config field 'tasks': declare at least one task (or a task family under 'families')")
+    for task in tasks.values():
+        if task.dataset not in dataset_specs:
+            dataset_specs[task.dataset] = _builtin_dataset(task)
+    for task in tasks.values():
+        _check_model_fits(task, dataset_specs[task.dataset])
+    splits = {key: _expand(value, family_members) for key, value in raw["splits"].items()}
     config = PipelineConfig(
         split_seed=raw["split_seed"],
         val_fraction=raw["split_fractions"]["val"],
@@ -188,6 +260,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
         gpu_per_job=raw["resources"]["gpu"],
         threads=raw["resources"]["threads"],
         tasks=tasks,
+        dataset_specs=dataset_specs,
         meta_train=tuple(splits["meta_train"]),
         meta_val=tuple(splits["meta_val"]),
         held_out=tuple(splits["held_out"]),
@@ -197,6 +270,115 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
     )
     _check_splits(config)
     return config
+
+
+def _task_spec(task_id: str, entry: dict[str, Any], defaults: dict[str, Any], where: str = "") -> TaskSpec:
+    where = where or f"tasks.{task_id}"
+    model = dict(entry["model"])
+    family = MODEL_FAMILIES[model["family"]]
+    for size in ("width", "depth"):
+        _check_size(where, model["family"], size, model.get(size))
+        model.setdefault(size, getattr(family, size) or 0)
+    protocol = {f: entry.get(f, defaults[f]) for f in PROTOCOL_FIELDS}
+    protocol["probes"] = ProbeConfig(**protocol["probes"])
+    data = {f: entry[f] for f in DATA_FIELDS if f in entry}
+    return TaskSpec(task_id=task_id, dataset=entry["dataset"], model=ModelSpec(**model), **protocol, **data)
+
+
+def _check_size(where: str, family_name: str, size: str, value: int | None) -> None:
+    family = MODEL_FAMILIES[family_name]
+    if value is None:
+        return
+    if getattr(family, size) is None:
+        raise ConfigError(
+            f"config field '{where}.model.{size}': model family {family_name!r} has a fixed "
+            f"architecture ({family.about}); remove '{size}'"
+        )
+    if size == "depth" and family.depths and value not in family.depths:
+        raise ConfigError(
+            f"config field '{where}.model.depth': {family_name!r} comes in depths "
+            f"{', '.join(map(str, family.depths))}, not {value}"
+        )
+
+
+def _expand(task_list: list[str], family_members: dict[str, list[str]]) -> list[str]:
+    """A split list may name a family: it stands for all the family's variants."""
+    out: list[str] = []
+    for name in task_list:
+        out += family_members.get(name, [name])
+    return out
+
+
+def _builtin_dataset(task: TaskSpec) -> DatasetSpec:
+    if task.dataset not in BUILTIN_SOURCES:
+        raise ConfigError(
+            f"config field 'tasks.{task.task_id}.dataset': {task.dataset!r} is neither a built-in dataset "
+            f"({', '.join(sorted(BUILTIN_SOURCES))}) nor declared under 'datasets'"
+        )
+    return DatasetSpec(name=task.dataset, source="builtin", modality=BUILTIN_SOURCES[task.dataset][0])
+
+
+def _dataset_spec(name: str, entry: dict[str, Any]) -> DatasetSpec:
+    if name in BUILTIN_SOURCES:
+        raise ConfigError(f"config field 'datasets.{name}': {name!r} is a built-in dataset; choose another name")
+    entry = dict(entry)
+    columns = entry.get("columns", {})
+    modality = entry.pop("modality", None) or _infer_modality(entry["source"], columns)
+    if modality is None:
+        raise ConfigError(
+            f"config field 'datasets.{name}.modality' is needed: the source {entry['source']!r} and columns "
+            f"{sorted(columns)} do not say it; allowed: image, text, tabular, timeseries, audio"
+        )
+    entry["config_name"] = entry.pop("name", None)
+    spec = DatasetSpec(name=name, modality=modality, **entry)
+    _check_dataset(spec)
+    return spec
+
+
+def _infer_modality(source: str, columns: dict[str, Any]) -> str | None:
+    if source in SOURCE_MODALITY:
+        return SOURCE_MODALITY[source]
+    for column, modality in (("image", "image"), ("audio", "audio"), ("text", "text"), ("value", "timeseries")):
+        if column in columns:
+            return modality
+    if "id" in columns:
+        return "timeseries"
+    if "label" in columns or "features" in columns:
+        return "tabular"
+    return None
+
+
+_NEEDED_COLUMNS = {
+    "text": ("text", "label"),
+    "tabular": ("label",),
+    "audio": ("transcript",),
+}
+
+
+def _check_dataset(spec: DatasetSpec) -> None:
+    where = f"datasets.{spec.name}"
+    for column in _NEEDED_COLUMNS.get(spec.modality, ()):
+        if column not in spec.columns and not (column == "text" and spec.source == "text"):
+            raise ConfigError(f"config field '{where}.columns.{column}' is needed for a {spec.modality} dataset")
+    if spec.modality == "image" and spec.source not in ("imagefolder", "idx") and "label" not in spec.columns:
+        raise ConfigError(f"config field '{where}.columns.label' is needed for an image dataset from {spec.source!r}")
+    allowed = KIND_METRICS[spec.kind]
+    if spec.metric is not None and spec.metric not in allowed:
+        raise ConfigError(
+            f"config field '{where}.metric': {spec.metric!r} does not apply to a {spec.modality} dataset; "
+            f"allowed: {', '.join(allowed)}"
+        )
+
+
+def _check_model_fits(task: TaskSpec, dataset: DatasetSpec) -> None:
+    if dataset.modality not in MODEL_FAMILIES[task.model.family].modalities:
+        raise ConfigError(
+            f"config field 'tasks.{task.task_id}.model.family': {task.model.family!r} does not fit "
+            f"{dataset.modality} dataset {dataset.name!r}; families for {dataset.modality}: "
+            + ", ".join(families_for(dataset.modality))
+        )
+    if task.label_noise and dataset.kind != "classification":
+        raise ConfigError(f"config field 'tasks.{task.task_id}.label_noise' applies to classification tasks only")
 
 
 def _check_splits(config: PipelineConfig) -> None:

@@ -25,6 +25,8 @@ def log_to(path: str | Path) -> Iterator[None]:
         os.dup2(fh.fileno(), 2)
         try:
             yield
+        except SystemExit:
+            raise
         except BaseException:
             import traceback
 

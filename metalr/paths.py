@@ -19,7 +19,8 @@ class ResultsLayout:
         return str(Path(self.root, *parts))
 
     def data(self, dataset: str) -> str:
-        return self._path("data", f"{dataset}.npz")
+        """A prepared dataset's folder: ``info.json`` and ``train/val/test.parquet``."""
+        return self._path("data", dataset)
 
     def trajectories(self, phase: str, task: str) -> str:
         return self._path("trajectories", f"phase={phase}", f"task={task}", "part-0.parquet")

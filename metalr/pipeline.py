@@ -25,7 +25,8 @@ def log(message: str) -> None:
 
 
 def prepare_data(config: PipelineConfig, dataset: str, out: str | Path) -> None:
-    data = prepare_dataset(dataset, config.split_seed, config.val_fraction, config.test_fraction)
+    spec = config.dataset(dataset)
+    data = prepare_dataset(spec, config.split_seed, config.val_fraction, config.test_fraction, log=log)
     data.save(out)
     log(f"{dataset}: {data.info.sizes} ({data.info.modality}, {data.info.kind}) -> {out}")
 
@@ -200,3 +201,38 @@ def plot_eval_curves(runs_file: str | Path, eval_trajectories: Sequence[str | Pa
     runs = read_parquet_files([runs_file]).filter(pl.col("phase") == "eval")
     report.plot_eval_curves(runs, read_parquet_files(eval_trajectories), out)
     log(f"evaluation curves -> {out}")
+
+
+def list_tasks(config: PipelineConfig, layout, out=print) -> None:
+    """One line per task: id, role, modality, model, split sizes, parameter count, data source.
+
+    Sizes and parameter counts come from the prepared data when ``prepare_data`` has run,
+    otherwise the dataset is prepared in memory; a dataset that cannot be loaded is
+    reported on its line instead.
+    """
+    from metalr.tasks import DataError, build_model, count_parameters
+
+    roles = {t: phase for phase in ("meta_train", "meta_val", "held_out") for t in getattr(config, phase)}
+    infos: dict[str, object] = {}
+    for name in sorted({t.dataset for t in config.tasks.values()}):
+        prepared = Path(layout.data(name)) / "info.json"
+        try:
+            if prepared.is_file():
+                infos[name] = SplitData.load_info(prepared.parent)
+            else:
+                spec = config.dataset(name)
+                infos[name] = prepare_dataset(spec, config.split_seed, config.val_fraction, config.test_fraction).info
+        except DataError as err:
+            infos[name] = str(err).splitlines()[0]
+    header = f"{'task':<24} {'role':<10} {'modality':<10} {'model':<24} {'train/val/test':<20} {'params':>11}  source"
+    out(header)
+    for task_id, task in config.tasks.items():
+        spec, info = config.dataset(task.dataset), infos[task.dataset]
+        model = f"{task.model.family} w{task.model.width} d{task.model.depth}"
+        if isinstance(info, str):
+            sizes, params = "-", "-"
+        else:
+            sizes = "/".join(str(info.sizes[s]) for s in ("train", "val", "test"))
+            params = f"{count_parameters(build_model(task.model, info)):,}"
+        line = f"{task_id:<24} {roles.get(task_id, '-'):<10} {spec.modality:<10} {model:<24} {sizes:<20} {params:>11}"
+        out(f"{line}  {spec.describe()}" + (f"  [unavailable: {info}]" if isinstance(info, str) else ""))

@@ -7,13 +7,11 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import polars as pl
 import torch
-from torch import nn
-from torch.utils.data import BatchSampler, RandomSampler
 
 from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
@@ -21,6 +19,9 @@ from metalr.features import Probe, StepContext, build_probes, evaluate_split
 from metalr.features.validation import trivial_metric
 from metalr.schedulers import build_scheduler
 from metalr.tasks import SplitData, build_model
+from metalr.tasks.datasets import task_view
+from metalr.tasks.loaders import BatchLoader, InputTransform
+from metalr.tasks.objectives import batch_loss, target_loss
 from metalr.trajectories import runs_frame, trajectory_frame
 
 
@@ -110,57 +111,53 @@ def scheduler_params(scheduler) -> dict:
     }
 
 
-def _batches(n: int, batch_size: int, seed: int):
-    """Endless mini-batch indices; the order depends on the seed alone, never on the scheduler."""
-    generator = torch.Generator().manual_seed(seed)
-    sampler = BatchSampler(RandomSampler(range(n), generator=generator), min(batch_size, n), drop_last=True)
-    while True:
-        yield from sampler
-
-
 def train_run(spec: RunSpec, data: SplitData) -> RunResult:
     started = time.perf_counter()
-    task, info = spec.task, data.info
+    task, data = spec.task, task_view(data, spec.task)
+    info = data.info
     device = torch.device(resolve_device(spec.device))
-    tensors = {k: torch.tensor(v, device=device) for k, v in data.arrays.items()}
-    X_train, y_train = tensors["X_train"], tensors["y_train"]
+    splits = data.tensors(device)
+    n_train = info.sizes["train"]
 
     torch.manual_seed(spec.seed)
     model = build_model(task.model, info).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(task, params)
     scheduler = build_scheduler(spec.scheduler, optimizer, task.budget_steps, spec.meta_checkpoint)
-    loss_fn = nn.CrossEntropyLoss() if info.kind == "classification" else nn.MSELoss()
-    batches = _batches(len(X_train), task.batch_size, spec.seed)
-    probes = build_probes(task.probes, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
+    batches = BatchLoader(splits["train"], info, task.batch_size, spec.seed)
+    # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
+    probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
+    probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
     after_backward, after_update = Probe.hooks(probes, "after_backward"), Probe.hooks(probes, "after_update")
     observe = getattr(scheduler, "observe", None)
 
     run_id = spec.run_id  # a hash of the spec: computed once, not per step
+    val_inputs = InputTransform(info, train=False)(splits["val"])["X"]  # what the model sees
     # One context, updated in place: steps of the smallest models take ~0.3 ms.
     ctx = StepContext(
         0,
         model,
         params,
         optimizer,
-        loss_fn,
-        X_train[:0],
-        y_train[:0],
+        target_loss(info),
+        val_inputs[:0],
+        splits["val"]["y"][:0],
         0.0,
         0.0,
         info,
-        tensors["X_val"],
-        tensors["y_val"],
+        val_inputs,
+        splits["val"]["y"],
+        val_split=splits["val"],
     )
-    epochs_per_step = task.batch_size / len(X_train)
+    epochs_per_step = task.batch_size / n_train
     rows: list[dict] = []
     status, first_loss, last_val, change_reason = "ok", None, {}, None
     model.train()
     for step in range(1, task.budget_steps + 1):
         tick = time.perf_counter()
-        idx = next(batches)
-        inputs, targets = X_train[idx], y_train[idx]
-        loss = loss_fn(model(inputs), targets)
+        batch = next(batches)
+        inputs, targets = batch["X"], batch["y"]
+        loss = batch_loss(model, batch, info)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loss_value = loss.item()
@@ -198,7 +195,7 @@ def train_run(spec: RunSpec, data: SplitData) -> RunResult:
         row["res_step_time_s"] = time.perf_counter() - tick
         rows.append(row)
 
-    test = evaluate_split(model, tensors["X_test"], tensors["y_test"], info) if status == "ok" else {}
+    test = evaluate_split(model, splits["test"], info) if status == "ok" else {}
     ok = status == "ok"
     summary = {
         **run_identity(spec, data),
@@ -210,6 +207,7 @@ def train_run(spec: RunSpec, data: SplitData) -> RunResult:
         "final_val_metric": last_val.get(f"val_{info.metric}") if ok else None,
         "test_loss": test.get("loss"),
         "test_metric": test.get(info.metric),
+        **{f"test_{name}": value for name, value in test.items() if name != "loss"},
         "wall_time_s": time.perf_counter() - started,
         "device": str(device),
     }
@@ -235,7 +233,7 @@ def run_identity(spec: RunSpec, data: SplitData) -> dict:
         "seed": spec.seed,
         "metric": info.metric,
         "higher_is_better": info.higher_is_better,
-        "trivial_test_metric": trivial_metric(data.y("train"), data.y("test"), info),
+        "trivial_test_metric": trivial_metric(data.split("train"), data.split("test"), info),
         "torch_version": torch.__version__,
         "metalr_version": __version__,
         "python_version": platform.python_version(),

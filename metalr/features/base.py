@@ -35,9 +35,10 @@ class StepContext:
     loss: float
     lr: float
     info: DatasetInfo
-    X_val: torch.Tensor
+    X_val: torch.Tensor  # validation inputs as the model sees them (after the input transform)
     y_val: torch.Tensor
     step_time_s: float = 0.0
+    val_split: dict[str, torch.Tensor] | None = None  # every column of the validation split
 
 
 class Probe:

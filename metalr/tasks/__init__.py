@@ -1,6 +1,26 @@
-"""Tasks: datasets with fixed splits, and the models trained on them."""
+"""Tasks: datasets with fixed splits, and the models trained on them.
 
-from metalr.tasks.datasets import BUILTIN_DATASETS, DatasetInfo, SplitData, prepare_dataset
-from metalr.tasks.models import build_model
+Imports are lazy so that ``metalr.config`` (read by the Snakefile) can use the registry
+without importing torch.
+"""
 
-__all__ = ["BUILTIN_DATASETS", "DatasetInfo", "SplitData", "build_model", "prepare_dataset"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "BUILTIN_DATASETS": "metalr.tasks.datasets",
+    "DataError": "metalr.tasks.sources",
+    "DatasetInfo": "metalr.tasks.datasets",
+    "SplitData": "metalr.tasks.datasets",
+    "prepare_dataset": "metalr.tasks.datasets",
+    "build_model": "metalr.tasks.models",
+    "count_parameters": "metalr.tasks.models",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'metalr.tasks' has no attribute {name!r}")

@@ -1,19 +1,28 @@
-"""Built-in offline datasets and the one place where train/val/test splits are carved.
+"""Datasets carved once into train/val/test and materialised as Parquet, ready for training.
 
-Every dataset here is either shipped inside an installed package or generated from a
-seed, so the default pipeline never touches the network.
+``prepare_dataset`` is the one place where splits are carved and preprocessing is fitted
+(on the training split only). Its result, ``SplitData``, is saved by the ``prepare_data``
+rule into ``results/data/<dataset>/`` (``info.json`` + one Parquet file per split), so
+training jobs only read arrays.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+
+from metalr.config import DatasetSpec, TaskSpec
+from metalr.tasks.registry import BUILTIN_SOURCES, HIGHER_IS_BETTER, KIND_METRICS, modality_kind
 
 SPLITS = ("train", "val", "test")
 
@@ -21,30 +30,51 @@ SPLITS = ("train", "val", "test")
 @dataclass
 class DatasetInfo:
     name: str
-    kind: str  # "classification" | "regression"
-    modality: str  # "image" | "tabular" | "text" | "timeseries"
+    kind: str  # "classification" | "regression" (forecasting) | "ctc" (speech recognition)
+    modality: str  # "image" | "tabular" | "text" | "timeseries" | "audio"
     input_shape: tuple[int, ...]
     n_classes: int = 0
     vocab_size: int = 0
-    target_scale: float = 1.0
     synthetic: bool = False
     sizes: dict[str, int] = field(default_factory=dict)
+    metric: str = ""  # the primary metric; default: the kind's first
+    source: str = ""
+    class_names: list[str] = field(default_factory=list)
+    # Per-channel statistics of the training images, for Normalize at batch time.
+    norm_mean: list[float] = field(default_factory=list)
+    norm_std: list[float] = field(default_factory=list)
+    augment: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def metric(self) -> str:
-        return "acc" if self.kind == "classification" else "mae"
+    def __post_init__(self) -> None:
+        self.metric = self.metric or KIND_METRICS[self.kind][0]
 
     @property
     def higher_is_better(self) -> bool:
-        return self.kind == "classification"
+        return HIGHER_IS_BETTER[self.metric]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric reported for this dataset (top-5 needs at least 10 classes, AUC two)."""
+        names = KIND_METRICS[self.kind]
+        if self.kind == "classification":
+            names = tuple(
+                m for m in names if (m != "top5" or self.n_classes >= 10) and (m != "auc" or self.n_classes == 2)
+            )
+        return names
 
 
 @dataclass
 class SplitData:
-    """A dataset carved into train/val/test arrays, plus what a model needs to know."""
+    """A dataset carved into train/val/test arrays, plus what a model needs to know.
+
+    ``arrays`` holds ``<column>_<split>``: ``X`` inputs and ``y`` targets always; ``L`` input
+    lengths and ``M`` target lengths for speech; ``W``/``K`` raw waveforms and their lengths;
+    ``O``/``S`` each forecast window's offset and scale (original units = O + S * value).
+    """
 
     info: DatasetInfo
-    arrays: dict[str, np.ndarray]  # X_train, y_train, X_val, ...
+    arrays: dict[str, np.ndarray]
 
     def X(self, split: str) -> np.ndarray:
         return self.arrays[f"X_{split}"]
@@ -52,23 +82,77 @@ class SplitData:
     def y(self, split: str) -> np.ndarray:
         return self.arrays[f"y_{split}"]
 
-    def save(self, path: str | Path) -> None:
-        from metalr.io import atomic_path
+    def split(self, split: str) -> dict[str, np.ndarray]:
+        """The columns of one split, keyed without the split suffix."""
+        suffix = f"_{split}"
+        return {k[: -len(suffix)]: v for k, v in self.arrays.items() if k.endswith(suffix)}
 
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, info=np.array(json.dumps(asdict(self.info))), **self.arrays)
+    def tensors(self, device) -> dict[str, dict]:
+        """Every split's columns as tensors on ``device``: {split: {column: tensor}}."""
+        import torch
+
+        return {s: {k: torch.as_tensor(v, device=device) for k, v in self.split(s).items()} for s in SPLITS}
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path/info.json`` and ``path/<split>.parquet`` (one row per example), atomically."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            shapes = {}
+            for split in SPLITS:
+                columns = {}
+                for name, array in self.split(split).items():
+                    array = np.ascontiguousarray(array)
+                    shapes[f"{name}_{split}"] = [list(array.shape[1:]), array.dtype.str]
+                    flat = pa.array(array.reshape(len(array), -1).reshape(-1))
+                    width = int(np.prod(array.shape[1:], dtype=np.int64))
+                    columns[name] = pa.FixedSizeListArray.from_arrays(flat, max(width, 1)) if array.ndim > 1 else flat
+                pq.write_table(pa.table(columns), tmp / f"{split}.parquet")
+            (tmp / "info.json").write_text(json.dumps({"info": asdict(self.info), "arrays": shapes}, indent=1))
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, path: str | Path) -> SplitData:
-        with np.load(path, allow_pickle=False) as npz:
-            info = json.loads(str(npz["info"]))
-            info["input_shape"] = tuple(info["input_shape"])
-            arrays = {k: npz[k] for k in npz.files if k != "info"}
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        meta = json.loads((path / "info.json").read_text())
+        info = meta["info"]
+        info["input_shape"] = tuple(info["input_shape"])
+        arrays = {}
+        for split in SPLITS:
+            table = pq.read_table(path / f"{split}.parquet")
+            for name in table.column_names:
+                shape, dtype = meta["arrays"][f"{name}_{split}"]
+                column = table.column(name).combine_chunks()
+                values = column.flatten() if shape else column
+                arrays[f"{name}_{split}"] = values.to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, *shape)
         return cls(DatasetInfo(**info), arrays)
 
+    @staticmethod
+    def load_info(path: str | Path) -> DatasetInfo:
+        info = json.loads((Path(path) / "info.json").read_text())["info"]
+        info["input_shape"] = tuple(info["input_shape"])
+        return DatasetInfo(**info)
 
+
+# ---------------------------------------------------------------------------------------
+# Built-in offline datasets: shipped inside an installed package, or generated from a seed.
 # Raw loaders return (X, y, info) before splitting; time series return the whole series.
 RawLoader = Callable[[int], tuple[np.ndarray, np.ndarray, DatasetInfo]]
+
+
+def _builtin_info(name: str, **kw) -> DatasetInfo:
+    modality, source = BUILTIN_SOURCES[name]
+    return DatasetInfo(name, modality_kind(modality), modality, source=source, **kw)
 
 
 def _digits(_: int):
@@ -76,7 +160,7 @@ def _digits(_: int):
 
     bunch = load_digits()
     X = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
-    return X, bunch.target.astype(np.int64), DatasetInfo("digits", "classification", "image", (1, 8, 8), n_classes=10)
+    return X, bunch.target.astype(np.int64), _builtin_info("digits", input_shape=(1, 8, 8), n_classes=10)
 
 
 def _sklearn_table(loader_name: str) -> RawLoader:
@@ -86,8 +170,7 @@ def _sklearn_table(loader_name: str) -> RawLoader:
         bunch = getattr(sklearn.datasets, f"load_{loader_name}")()
         X = bunch.data.astype(np.float32)
         y = bunch.target.astype(np.int64)
-        info = DatasetInfo(loader_name, "classification", "tabular", (X.shape[1],), n_classes=int(y.max()) + 1)
-        return X, y, info
+        return X, y, _builtin_info(loader_name, input_shape=(X.shape[1],), n_classes=int(y.max()) + 1)
 
     return load
 
@@ -97,7 +180,7 @@ def _mnist5k(_: int):
 
     X, y = mnist_data()
     X = (X / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
-    return X, y.astype(np.int64), DatasetInfo("mnist5k", "classification", "image", (1, 28, 28), n_classes=10)
+    return X, y.astype(np.int64), _builtin_info("mnist5k", input_shape=(1, 28, 28), n_classes=10)
 
 
 def _series(name: str) -> RawLoader:
@@ -109,7 +192,7 @@ def _series(name: str) -> RawLoader:
             values = frame["co2"].interpolate(limit_direction="both").to_numpy()
         else:
             values = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy()
-        return values.astype(np.float32), np.empty(0), DatasetInfo(name, "regression", "timeseries", (0, 1))
+        return values.astype(np.float32), np.empty(0), _builtin_info(name, input_shape=(0, 1))
 
     return load
 
@@ -142,9 +225,7 @@ def _synthtext(seed: int):
         label = int(score > 0) if score != 0 else int(rng.random() < 0.5)
         y[i] = 1 - label if rng.random() < 0.05 else label
         X[i, :length] = tokens
-    info = DatasetInfo(
-        "synthtext", "classification", "text", (SYNTH_LEN,), n_classes=2, vocab_size=SYNTH_VOCAB, synthetic=True
-    )
+    info = _builtin_info("synthtext", input_shape=(SYNTH_LEN,), n_classes=2, vocab_size=SYNTH_VOCAB, synthetic=True)
     return X, y, info
 
 
@@ -160,49 +241,94 @@ BUILTIN_DATASETS: dict[str, RawLoader] = {
 SERIES_WINDOW = {"co2": 52, "sunspots": 12}
 
 
-def prepare_dataset(name: str, split_seed: int, val_fraction: float, test_fraction: float) -> SplitData:
-    """Load a built-in dataset and carve its splits once, deterministically from split_seed.
+def prepare_dataset(
+    spec: DatasetSpec | str, split_seed: int, val_fraction: float, test_fraction: float, log=None
+) -> SplitData:
+    """Load a dataset and carve its splits once, deterministically from split_seed.
 
-    Labelled data is split stratified; a series is split in time order (train, then val,
-    then test) and windowed inside each part, so no target leaks across splits.
-    Feature scaling is fitted on the training split only.
+    ``spec`` is a declared dataset, or the name of a built-in one. Labelled data is split
+    stratified; a series is split in time order (train, then val, then test). Every
+    preprocessing step (scaling, tokenizer, one-hot encoding) is fitted on the training
+    split only. ``log`` receives progress lines.
     """
-    if name not in BUILTIN_DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; built-in datasets: {', '.join(sorted(BUILTIN_DATASETS))}")
-    X, y, info = BUILTIN_DATASETS[name](split_seed)
-    if info.kind == "regression":
-        arrays = _split_series(X, SERIES_WINDOW[name], val_fraction, test_fraction, info)
+    if isinstance(spec, str):
+        if spec not in BUILTIN_DATASETS:
+            raise KeyError(f"unknown dataset {spec!r}; built-in datasets: {', '.join(sorted(BUILTIN_DATASETS))}")
+        spec = DatasetSpec(name=spec, source="builtin", modality=BUILTIN_SOURCES[spec][0])
+    if spec.source == "builtin":
+        data = _prepare_builtin(spec, split_seed, val_fraction, test_fraction)
     else:
-        arrays = _split_labelled(X, y, split_seed, val_fraction, test_fraction, info)
-    info.sizes = {s: int(len(arrays[f"y_{s}"])) for s in SPLITS}
+        from metalr.tasks.preprocess import prepare_declared
+
+        data = prepare_declared(spec, split_seed, val_fraction, test_fraction, log or (lambda _: None))
+    data.info.sizes = {s: int(len(data.y(s))) for s in SPLITS}
+    if spec.metric:
+        data.info.metric = spec.metric
+    return data
+
+
+def _prepare_builtin(spec: DatasetSpec, split_seed: int, val_fraction: float, test_fraction: float) -> SplitData:
+    from metalr.tasks.preprocess import image_stats, split_series
+
+    X, y, info = BUILTIN_DATASETS[spec.name](split_seed)
+    if info.kind == "regression":
+        window = SERIES_WINDOW[spec.name]
+        arrays = split_series([X], None, window, 1, 1, val_fraction, test_fraction)
+        info.input_shape = (window, 1)
+        return SplitData(info, arrays)
+    index = carve_indices(len(y), y, split_seed, val_fraction, test_fraction)
+    arrays = {f"{c}_{s}": a[index[s]] for s in SPLITS for c, a in (("X", X), ("y", y))}
+    if info.modality == "tabular":
+        scaler = StandardScaler().fit(arrays["X_train"])
+        for s in SPLITS:
+            arrays[f"X_{s}"] = scaler.transform(arrays[f"X_{s}"]).astype(np.float32)
+    if info.modality == "image":
+        info.norm_mean, info.norm_std = image_stats(arrays["X_train"])
     return SplitData(info, arrays)
 
 
-def _split_labelled(X, y, seed, val_fraction, test_fraction, info: DatasetInfo) -> dict[str, np.ndarray]:
-    X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=test_fraction, stratify=y, random_state=seed)
-    X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=val_fraction / (1 - test_fraction), stratify=y_rest, random_state=seed
+def carve_indices(
+    n: int, labels: np.ndarray | None, seed: int, val_fraction: float, test_fraction: float
+) -> dict[str, np.ndarray]:
+    """Indices of train / val / test, stratified by ``labels`` when given."""
+    index = np.arange(n)
+    rest, test = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
+    rest_labels = None if labels is None else labels[rest]
+    train, val = train_test_split(
+        rest, test_size=val_fraction / (1 - test_fraction), stratify=rest_labels, random_state=seed
     )
-    if info.modality == "tabular":
-        scaler = StandardScaler().fit(X_train)
-        X_train, X_val, X_test = (scaler.transform(a).astype(np.float32) for a in (X_train, X_val, X_test))
-    return {"X_train": X_train, "y_train": y_train, "X_val": X_val, "y_val": y_val, "X_test": X_test, "y_test": y_test}
+    return {"train": train, "val": val, "test": test}
 
 
-def _split_series(values, window, val_fraction, test_fraction, info: DatasetInfo) -> dict[str, np.ndarray]:
-    n = len(values)
-    cut_val = int(round(n * (1 - val_fraction - test_fraction)))
-    cut_test = int(round(n * (1 - test_fraction)))
-    std = float(np.diff(values[:cut_val]).std())
-    scaled = (values / std).astype(np.float32)
-    info.target_scale = std
-    info.input_shape = (window, 1)
-    arrays = {}
-    for split, part in zip(SPLITS, (scaled[:cut_val], scaled[cut_val:cut_test], scaled[cut_test:]), strict=True):
-        windows = np.lib.stride_tricks.sliding_window_view(part, window + 1)
-        # Relative to each window's last value, so trend levels outside the training range
-        # still look familiar; the target is the change over the horizon.
-        last = windows[:, window - 1 : window]
-        arrays[f"X_{split}"] = (windows[:, :window] - last)[:, :, None].astype(np.float32)
-        arrays[f"y_{split}"] = (windows[:, window:] - last).astype(np.float32)
-    return arrays
+def draw(n: int, size: int, labels: np.ndarray | None, seed: int) -> np.ndarray:
+    """A fixed, stratified (when labels are given) draw of ``size`` of ``n`` indices, in order."""
+    if size >= n:
+        return np.arange(n)
+    stratify = labels if labels is not None and np.bincount(labels).min() >= 2 else None
+    keep, _ = train_test_split(np.arange(n), train_size=size, stratify=stratify, random_state=seed)
+    return np.sort(keep)
+
+
+def task_view(data: SplitData, task: TaskSpec) -> SplitData:
+    """The data a task trains on: its ``subset`` of the training split and its ``label_noise``.
+
+    Both are fixed by the task's content (not the run seed), so every scheduler and seed of
+    a task sees the same training examples and the same noisy labels.
+    """
+    if task.subset >= 1.0 and task.label_noise <= 0.0:
+        return data
+    seed = zlib.crc32(task.config_hash.encode())
+    arrays = dict(data.arrays)
+    labels = data.y("train") if data.info.kind == "classification" else None
+    n = len(data.y("train"))
+    keep = draw(n, max(1, int(round(task.subset * n))), labels, seed)
+    for name, array in data.split("train").items():
+        arrays[f"{name}_train"] = array[keep]
+    if task.label_noise > 0:
+        rng = np.random.default_rng(seed)
+        y = arrays["y_train"].copy()
+        flip = rng.random(len(y)) < task.label_noise
+        y[flip] = rng.integers(0, data.info.n_classes, size=int(flip.sum()))
+        arrays["y_train"] = y
+    info = replace(data.info, sizes=data.info.sizes | {"train": len(keep)})
+    return SplitData(info, arrays)

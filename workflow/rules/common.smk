@@ -10,7 +10,11 @@ CHECKPOINT = LAYOUT.checkpoint(CONFIG.meta.arch)
 
 wildcard_constraints:
     task="|".join(sorted(CONFIG.tasks)),
-    dataset="|".join(sorted({t.dataset for t in CONFIG.tasks.values()})),
+    dataset="|".join(sorted(CONFIG.dataset_specs)),
+
+
+def dataset_params(wildcards):
+    return str(CONFIG.dataset(wildcards.dataset))
 
 
 def data_for_task(wildcards):

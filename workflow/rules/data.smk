@@ -1,6 +1,9 @@
 rule prepare_data:
     output:
-        LAYOUT.data("{dataset}"),
+        directory(LAYOUT.data("{dataset}")),
+    params:
+        # A changed dataset declaration re-runs the preparation (rerun trigger: params).
+        spec=dataset_params,
     log:
         LAYOUT.log("prepare_data/{dataset}"),
     conda:
