@@ -93,6 +93,7 @@ class DatasetSpec:
     window: int | None = None
     horizon: int = 1
     stride: int = 1
+    scale: str = "diff_std"
     sample_rate: int = 16000
     n_mels: int = 40
 

@@ -18,11 +18,13 @@ ALPHABET = " 'abcdefghijklmnopqrstuvwxyz"
 _CHAR_ID = {c: i + 1 for i, c in enumerate(ALPHABET)}
 
 
-def decode_audio(item: dict, sample_rate: int) -> np.ndarray:
-    """A mono float32 waveform at ``sample_rate`` from a datasets ``Audio(decode=False)`` value."""
+def decode_audio(item: dict | str, sample_rate: int) -> np.ndarray:
+    """A mono float32 waveform at ``sample_rate`` from a file path or an ``Audio(decode=False)`` value."""
     import soundfile
     from scipy.signal import resample_poly
 
+    if isinstance(item, str):
+        item = {"path": item}
     source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
     wave, rate = soundfile.read(source, dtype="float32", always_2d=True)
     wave = wave.mean(axis=1)

@@ -22,7 +22,20 @@ Log = Callable[[str], None]
 
 def prepare_declared(spec: DatasetSpec, seed: int, val_fraction: float, test_fraction: float, log: Log) -> SplitData:
     log(f"{spec.name}: loading {spec.describe()}")
-    found = load_source(spec)
+    return prepare_tables(spec, load_source(spec), seed, val_fraction, test_fraction, log)
+
+
+def prepare_tables(
+    spec: DatasetSpec,
+    found: dict[str, Any],
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    log: Log = lambda _: None,
+) -> SplitData:
+    """Carve and preprocess splits already in memory: ``datasets.Dataset`` objects (or IDX arrays)
+    keyed train / val / test, as ``load_source`` returns them."""
+    found = dict(found)
     if spec.modality == "timeseries":
         return _prepare_series(spec, found, val_fraction, test_fraction)
     target = spec.columns.get("transcript") if spec.modality == "audio" else spec.columns.get("label", "label")
@@ -322,14 +335,17 @@ def split_series(
     stride: int,
     val_fraction: float,
     test_fraction: float,
+    level_scale: bool = False,
 ) -> dict[str, np.ndarray]:
     """Forecast windows from each series, split in time order: train, then val, then test.
 
     Test targets are the given ``futures`` (e.g. M4's test file) or the series' last part;
     validation targets the part before it. Val and test windows do not overlap (a step of
     ``horizon``); their inputs may reach back into the earlier part, their targets never.
-    Values are stored relative to each window's last input value ``O`` in units of ``S``,
-    the series' training-part standard deviation of first differences.
+    Values are stored relative to each window's last input value ``O`` in units of ``S``:
+    the series' training-part standard deviation of first differences, or, with
+    ``level_scale``, the window's mean absolute level (errors then count relative to the
+    level, as sMAPE does).
     """
     parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in SPLITS}
     for i, values in enumerate(series):
@@ -357,7 +373,12 @@ def split_series(
             inputs = np.stack([full[t - window : t] for t in starts])
             targets = np.stack([full[t : t + horizon] for t in starts])
             offset = inputs[:, -1]
-            parts[split].append((inputs, targets, offset, np.full(len(starts), scale)))
+            if level_scale:
+                window_scale = np.abs(inputs).mean(1)
+                window_scale = np.where(window_scale > 0, window_scale, scale)
+            else:
+                window_scale = np.full(len(starts), scale)
+            parts[split].append((inputs, targets, offset, window_scale))
     arrays = {}
     for split, chunks in parts.items():
         if not chunks:
@@ -392,7 +413,9 @@ def _prepare_series(spec: DatasetSpec, found: dict[str, Any], val_fraction: floa
     if futures is not None and len(futures) != len(series):
         raise DataError(f"dataset {spec.name!r}: {len(series)} training series but {len(futures)} test series")
     window = spec.window or 4 * spec.horizon
-    arrays = split_series(series, futures, window, spec.horizon, spec.stride, val_fraction, test_fraction)
+    arrays = split_series(
+        series, futures, window, spec.horizon, spec.stride, val_fraction, test_fraction, spec.scale == "level"
+    )
     info = DatasetInfo(spec.name, "regression", "timeseries", (window, 1), source=spec.describe())
     info.extra.update(horizon=spec.horizon, window=window, series=len(series))
     return SplitData(info, arrays)
@@ -413,7 +436,8 @@ def _audio(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[
             raise DataError(f"dataset {spec.name!r}: no audio column {column!r}; it has {table.column_names}")
         from datasets import Audio
 
-        table = table.cast_column(column, Audio(decode=False))
+        if isinstance(table.features[column], Audio):
+            table = table.cast_column(column, Audio(decode=False))
         waves = [decode_audio(item, spec.sample_rate) for item in _column(table, column)]
         feats = [log_mel(w, spec.sample_rate, spec.n_mels) for w in waves]
         arrays[f"X_{split}"], arrays[f"L_{split}"] = pad_stack(feats)

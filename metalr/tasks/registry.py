@@ -38,7 +38,7 @@ class ModelFamily:
 
 
 MODEL_FAMILIES: dict[str, ModelFamily] = {
-    "mlp": ModelFamily(("image", "tabular"), 64, 1, "fully connected net; depth = hidden layers"),
+    "mlp": ModelFamily(("image", "tabular", "timeseries"), 64, 1, "fully connected net; depth = hidden layers"),
     "cnn": ModelFamily(("image",), 64, 1, "the seeds' simple CNN: depth+1 conv-BN-ReLU-pool blocks"),
     "vgg": ModelFamily(
         ("image",), 64, 16, "VGG-style net (torchvision layer configs), depth 11/13/16/19", (11, 13, 16, 19)

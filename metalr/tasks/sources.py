@@ -97,6 +97,8 @@ def _load_with_datasets(spec: DatasetSpec) -> dict[str, Any]:
         )
     if spec.source == "text" and path.is_dir():
         return _load_text_folder(spec, path, kwargs)
+    if spec.source == "audiofolder":
+        return _load_audiofolder(spec, path)
     try:
         return dict(datasets.load_dataset(builder, **kwargs))
     except (FileNotFoundError, ValueError, TypeError) as err:
@@ -122,6 +124,36 @@ def _load_text_folder(spec: DatasetSpec, root: Path, kwargs: dict[str, Any]) -> 
             parts.append(part.add_column(label_column, [label] * len(part)))
         merged = datasets.concatenate_datasets(parts)
         out[split] = merged.cast_column(label_column, datasets.ClassLabel(names=classes))
+    return out
+
+
+def _load_audiofolder(spec: DatasetSpec, root: Path) -> dict[str, Any]:
+    """The audiofolder layout: ``[<split>/]metadata.csv|jsonl`` with ``file_name`` and transcript columns.
+
+    The metadata goes through ``datasets.load_dataset``; the audio column holds file paths,
+    decoded later with soundfile. (datasets' own Audio feature needs torchcodec, which ties
+    itself to one torch build and to FFmpeg.)
+    """
+    import datasets
+
+    if not root.is_dir():
+        raise DataError(f"dataset {spec.name!r}: audiofolder path {str(root)!r} is not a folder")
+    out = {}
+    folders = {d.name: d for d in root.iterdir() if d.is_dir() and d.name in sum(SPLIT_ALIASES.values(), ())}
+    for split, folder in (folders or {"train": root}).items():
+        metadata = next(
+            (folder / f"metadata.{ext}" for ext in ("csv", "jsonl") if (folder / f"metadata.{ext}").is_file()), None
+        )
+        if metadata is None:
+            raise DataError(f"dataset {spec.name!r}: {str(folder)!r} has no metadata.csv or metadata.jsonl")
+        table = datasets.load_dataset(
+            "csv" if metadata.suffix == ".csv" else "json", data_files=str(metadata), split="train"
+        )
+        if "file_name" not in table.column_names:
+            raise DataError(f"dataset {spec.name!r}: {str(metadata)!r} lacks the file_name column")
+        audio = spec.columns.get("audio", "audio")
+        paths = [str(folder / name) for name in table["file_name"]]
+        out[split] = table.remove_columns("file_name").add_column(audio, paths)
     return out
 
 
