@@ -9,12 +9,11 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from metalr.config import load_config
 from metalr.tasks import prepare_dataset
 from metalr.train import RunSpec, train_run
-
-from conftest import REPO
 
 SHARED = REPO.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is absent")

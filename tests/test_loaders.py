@@ -10,14 +10,13 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO
 from PIL import Image
 
 from metalr.config import ConfigError, parse_config
 from metalr.tasks import DataError, SplitData, prepare_dataset
 from metalr.tasks.preprocess import prepare_tables
 from metalr.tasks.sources import read_idx
-
-from conftest import REPO
 
 SHARED = REPO.parent / "shared" / "data"
 FASHION = "/usr/share/datasets/fashion-mnist"
