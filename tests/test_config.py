@@ -61,3 +61,61 @@ def test_task_hash_ignores_the_name_but_not_the_protocol(raw):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_schema_enums_match_the_task_registry(repo):
+    from metalr.tasks.registry import ALL_METRICS, MODALITIES, MODEL_FAMILIES, SOURCES
+
+    defs = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())["$defs"]
+    assert defs["model"]["properties"]["family"]["enum"] == list(MODEL_FAMILIES)
+    assert defs["dataset"]["properties"]["source"]["enum"] == list(SOURCES)
+    assert defs["dataset"]["properties"]["modality"]["enum"] == list(MODALITIES)
+    assert defs["dataset"]["properties"]["metric"]["enum"] == list(ALL_METRICS)
+
+
+def test_a_family_samples_its_variants_from_its_seed_and_splits_may_name_it(raw):
+    raw["families"] = {
+        "fam": {
+            "task": {"dataset": "digits", "model": {"family": "mlp"}},
+            "count": 6,
+            "sample": {"width": [8, 16, 32], "base_lr": [1.0e-4, 1.0e-2], "label_noise": [0.0, 0.2]},
+        }
+    }
+    raw["splits"]["meta_train"] = ["fam"]
+    first, again = parse_config(copy.deepcopy(raw)), parse_config(copy.deepcopy(raw))
+    variants = [first.tasks[f"fam-{i:02d}"] for i in range(6)]
+    assert list(first.meta_train) == [v.task_id for v in variants]
+    assert variants == [again.tasks[v.task_id] for v in variants]
+    assert {v.model.width for v in variants} <= {8, 16, 32} and len({v.config_hash for v in variants}) > 1
+    raw["families"]["fam"]["seed"] = 1
+    assert [parse_config(raw).tasks[v.task_id] for v in variants] != variants
+
+
+def test_default_config_samples_about_24_meta_training_variants(repo):
+    config = load_config(repo / "config" / "config.yaml")
+    assert 20 <= len(config.meta_train) <= 30
+    assert "sgd" not in {config.tasks[t].optimizer for t in config.meta_train}  # SGD stays unseen
+
+
+def test_fixed_architectures_refuse_a_size_and_vgg_names_its_depths(raw):
+    raw["tasks"]["digits-mlp"]["model"] = {"family": "resnet18", "width": 32}
+    with pytest.raises(ConfigError, match=r"tasks\.digits-mlp\.model\.width.*fixed"):
+        parse_config(copy.deepcopy(raw))
+    raw["tasks"]["digits-mlp"]["model"] = {"family": "vgg", "depth": 12}
+    with pytest.raises(ConfigError, match="11, 13, 16, 19"):
+        parse_config(raw)
+
+
+def test_an_undeclared_dataset_lists_builtins_and_the_fix(raw):
+    raw["tasks"]["digits-mlp"]["dataset"] = "cifar10"
+    with pytest.raises(ConfigError, match=r"'cifar10' is neither a built-in dataset \(.*digits.*\) nor declared"):
+        parse_config(raw)
+
+
+def test_shipped_full_and_shared_data_configs_parse(repo):
+    full = load_config(repo / "config" / "full.yaml")
+    assert len(full.meta_train) >= 300
+    families = {full.tasks[t].model.family for phase in ("collect", "metaval", "eval") for t in full.phase_tasks(phase)}
+    assert {"resnet50", "efficientnet_b0", "vgg", "bert", "gpt2", "deepspeech", "wav2vec2", "transformer"} <= families
+    shared = load_config(repo / "config" / "shared-data.yaml")
+    assert {"sst2", "imdb", "adult", "m4_hourly", "cifar10", "fashion_mnist"} <= set(shared.dataset_specs)

@@ -65,3 +65,21 @@ def test_saved_split_data_round_trips(tmp_path, digits):
 def test_unknown_dataset_lists_the_builtin_ones():
     with pytest.raises(KeyError, match="digits"):
         prepare_dataset("imagenet", 0, 0.15, 0.15)
+
+
+def test_task_view_draws_a_fixed_subset_and_noisy_labels_from_the_task_alone(digits):
+    import dataclasses
+
+    from conftest import make_task
+
+    from metalr.tasks.datasets import task_view
+
+    task = dataclasses.replace(make_task(), subset=0.5, label_noise=0.3)
+    a, b = task_view(digits, task), task_view(digits, task)
+    n = len(digits.y("train"))
+    assert len(a.y("train")) == round(n / 2) == a.info.sizes["train"]
+    np.testing.assert_array_equal(a.y("train"), b.y("train"))
+    np.testing.assert_array_equal(a.y("test"), digits.y("test"))  # held-back splits untouched
+    clean = digits.y("train")[[np.flatnonzero((digits.X("train") == x).all((1, 2, 3)))[0] for x in a.X("train")]]
+    assert 0.15 < (clean != a.y("train")).mean() < 0.35  # 30% replaced by a random class, 1/10 of them unchanged
+    assert task_view(digits, make_task()) is digits

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from metalr.config import load_config
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS
@@ -113,3 +115,51 @@ def test_dry_run_of_the_default_config_requests_a_gpu_for_every_training_rule(tm
     for rule, resources in jobs:
         if rule in TRAINING_RULES:
             assert "gpu=1" in resources.split(", "), (rule, resources)
+
+
+def test_a_task_declared_only_in_yaml_on_a_local_csv_runs_through_the_pipeline(tmp_path, repo):
+    """No code: a CSV file, a dataset declaration, a task family and a held-out task in YAML."""
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=300), rng.normal(size=300)
+    colour = rng.choice(["red", "blue"], 300)
+    label = np.where(x1 + (colour == "red") > 0.5, "high", "low")
+    lines = ["x1,x2,colour,label"] + [
+        f"{a:.3f},{b:.3f},{c},{d}" for a, b, c, d in zip(x1, x2, colour, label, strict=True)
+    ]
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    config = {
+        "resources": {"gpu": 1, "threads": 1},
+        "defaults": {"budget_steps": 30, "val_every": 10, "batch_size": 32},
+        "datasets": {"mytable": {"source": "csv", "path": "table.csv", "columns": {"label": "label"}, "metric": "auc"}},
+        "tasks": {"mytable-wide": {"dataset": "mytable", "model": {"family": "mlp", "width": 48}}},
+        "families": {
+            "mytable-mlp": {
+                "task": {"dataset": "mytable", "model": {"family": "mlp", "width": 8}},
+                "count": 2,
+                "sample": {"width": [4, 8, 16], "base_lr": [1.0e-3, 1.0e-2]},
+            },
+        },  # fmt: skip
+        "splits": {"meta_train": ["mytable-mlp"], "held_out": ["mytable-wide"]},
+        "collect": {"schedulers": ["constant", "cosine"], "seeds": 1},
+        "evaluate": {"schedulers": ["constant", "cosine"], "seeds": 1},
+        "meta": {"hidden": 4, "epochs": 5, "patience": 5, "decision_fraction": 0.2},
+    }
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
+    cmd = [
+        _snakemake(),
+        "-s",
+        str(repo / "Snakefile"),
+        "--configfile",
+        "mine.yaml",
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = pl.read_parquet(tmp_path / "results" / "runs.parquet")
+    assert set(runs["task"]) == {"mytable-mlp-00", "mytable-mlp-01", "mytable-wide"}
+    assert (runs["status"] == "ok").all() and (runs["metric"] == "auc").all()
+    assert runs["test_auc"].min() > 0.5
+    assert (tmp_path / "results" / "data" / "mytable" / "train.parquet").is_file()
