@@ -26,24 +26,20 @@ def _snakemake() -> str:
     return found
 
 
+def _run_pipeline(workdir: Path, configfile: Path, repo: Path) -> Path:
+    """Run the real snakemake on ``configfile`` in ``workdir``; return the results folder."""
+    cmd = [_snakemake(), "-s", str(repo / "Snakefile"), "--configfile", str(configfile)]
+    proc = subprocess.run(
+        [*cmd, "--cores", "2", "--resources", "gpu=1"], cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir / "results"
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, repo):
-    workdir = tmp_path_factory.mktemp("smoke")
     configfile = repo / "config" / "smoke.yaml"
-    cmd = [
-        _snakemake(),
-        "-s",
-        str(repo / "Snakefile"),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        "2",
-        "--resources",
-        "gpu=1",
-    ]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir / "results", load_config(configfile)
+    return _run_pipeline(tmp_path_factory.mktemp("smoke"), configfile, repo), load_config(configfile)
 
 
 def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_run):
@@ -145,21 +141,9 @@ def test_a_task_declared_only_in_yaml_on_a_local_csv_runs_through_the_pipeline(t
         "meta": {"hidden": 4, "epochs": 5, "patience": 5, "decision_fraction": 0.2},
     }
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
-    cmd = [
-        _snakemake(),
-        "-s",
-        str(repo / "Snakefile"),
-        "--configfile",
-        "mine.yaml",
-        "--cores",
-        "2",
-        "--resources",
-        "gpu=1",
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = pl.read_parquet(tmp_path / "results" / "runs.parquet")
+    results = _run_pipeline(tmp_path, tmp_path / "mine.yaml", repo)
+    runs = pl.read_parquet(results / "runs.parquet")
     assert set(runs["task"]) == {"mytable-mlp-00", "mytable-mlp-01", "mytable-wide"}
     assert (runs["status"] == "ok").all() and (runs["metric"] == "auc").all()
     assert runs["test_auc"].min() > 0.5
-    assert (tmp_path / "results" / "data" / "mytable" / "train.parquet").is_file()
+    assert (results / "data" / "mytable" / "train.parquet").is_file()
