@@ -358,8 +358,10 @@ _NEEDED_COLUMNS = {
 
 def _check_dataset(spec: DatasetSpec) -> None:
     where = f"datasets.{spec.name}"
-    for column in _NEEDED_COLUMNS.get(spec.modality, ()):
-        if column not in spec.columns and not (column == "text" and spec.source == "text"):
+    # Folder sources name the text or image column themselves and label by folder.
+    needed = () if spec.source in ("text", "imagefolder", "idx") else _NEEDED_COLUMNS.get(spec.modality, ())
+    for column in needed:
+        if column not in spec.columns:
             raise ConfigError(f"config field '{where}.columns.{column}' is needed for a {spec.modality} dataset")
     if spec.modality == "image" and spec.source not in ("imagefolder", "idx") and "label" not in spec.columns:
         raise ConfigError(f"config field '{where}.columns.label' is needed for an image dataset from {spec.source!r}")

@@ -125,6 +125,18 @@ def test_local_imagefolder_becomes_uint8_images_with_training_statistics(tmp_pat
     assert red[:, 0].mean() > red[:, 1].mean() + 100
 
 
+def test_local_text_folder_gives_a_document_per_file_labelled_by_its_folder(tmp_path):
+    for label, word in (("neg", "awful"), ("pos", "lovely")):
+        (tmp_path / label).mkdir()
+        for i in range(30):
+            (tmp_path / label / f"{i}.txt").write_text(f"a {word} film.\nreally {word} {i}\n")
+    data = _prepare(_spec(family="bilstm", source="text", path=str(tmp_path), max_length=12))
+    assert data.info.class_names == ["neg", "pos"] and sum(data.info.sizes.values()) == 60
+    tokenizer = __import__("tokenizers").Tokenizer.from_str(data.info.extra["tokenizer"]["json"])
+    first = tokenizer.decode(data.X("train")[0].tolist())
+    assert ("awful" in first) == (data.y("train")[0] == 0) and "really" in first  # both lines of one file
+
+
 def _write_idx(path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))

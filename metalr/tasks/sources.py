@@ -81,9 +81,9 @@ def _load_with_datasets(spec: DatasetSpec) -> dict[str, Any]:
     builder = "csv" if spec.source == "tsv" else spec.source
     if spec.source == "tsv":
         kwargs.setdefault("sep", "\t")
-    if spec.source == "text":
-        kwargs.setdefault("sample_by", "document")
     path = Path(spec.path)
+    if spec.source == "text":  # a folder holds a document per file; a file, an example per line
+        kwargs.setdefault("sample_by", "document" if path.is_dir() else "line")
     if spec.data_files is not None:
         kwargs["data_files"] = spec.data_files
     elif path.is_dir():
