@@ -255,3 +255,51 @@ def test_shared_data_slices_load_with_three_splits(name, repo, tmp_path, monkeyp
     for key, value in data.arrays.items():
         np.testing.assert_array_equal(loaded.arrays[key], value)
     assert loaded.info == data.info
+
+
+FILL_HUB_CACHE = """
+import os, pathlib
+from datasets.data_files import DataFilesDict
+from datasets.packaged_modules.csv.csv import Csv
+
+# What load_dataset('tinyuser/tiny_reviews') leaves in the cache on a networked machine:
+# <cache>/tinyuser___tiny_reviews/<config>/<version>/<hash>/{dataset_info.json, tiny_reviews-<split>.arrow}
+files = DataFilesDict.from_patterns({"train": ["reviews.csv"]}, base_path=os.getcwd())
+builder = Csv(cache_dir=os.environ["HF_DATASETS_CACHE"], dataset_name="tinyuser___tiny_reviews", data_files=files,
+              hash="0123abcd")
+builder.download_and_prepare()
+folder = pathlib.Path(builder.cache_dir)
+(folder / "tinyuser___tiny_reviews-train.arrow").rename(folder / "tiny_reviews-train.arrow")
+folder.parents[1].rename(folder.parents[2] / "default")
+"""
+
+
+def test_a_cached_hub_dataset_loads_offline_from_the_hf_cache(tmp_path, repo):
+    rows = ["text,label"] + [f"{w} film {i},{int(w == 'good')}" for i in range(40) for w in ("good", "bad")]
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    env = os.environ | {"HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}
+    env |= {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-c", FILL_HUB_CACHE], cwd=tmp_path, env=env, check=True, capture_output=True)
+    config = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    config["datasets"] = {
+        "tiny": {"source": "hub", "path": "tinyuser/tiny_reviews", "columns": {"text": "text", "label": "label"}}
+    }
+    config["tasks"]["tiny-bilstm"] = {"dataset": "tiny", "model": {"family": "bilstm"}}
+    config["splits"]["meta_train"].append("tiny-bilstm")
+    (tmp_path / "hub.yaml").write_text(yaml.safe_dump(config))
+    cmd = [
+        sys.executable,
+        "-m",
+        "metalr",
+        "--config",
+        "hub.yaml",
+        "--results",
+        "r",
+        "prepare-data",
+        "--dataset",
+        "tiny",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = SplitData.load(tmp_path / "r" / "data" / "tiny")
+    assert sum(data.info.sizes.values()) == 80 and data.info.source == "hub:tinyuser/tiny_reviews"
