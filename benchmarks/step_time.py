@@ -30,7 +30,9 @@ def main() -> None:
     print(f"{'task':<22} {'median step ms':>14} {'p90 ms':>8} {'run s':>7}  device")
     for task_id in task_ids:
         task = config.tasks[task_id]
-        data = prepare_dataset(task.dataset, config.split_seed, config.val_fraction, config.test_fraction)
+        data = prepare_dataset(
+            config.dataset(task.dataset), config.split_seed, config.val_fraction, config.test_fraction
+        )
         result = train_run(RunSpec("collect", task, args.scheduler, 0, device=config.device), data)
         times = result.trajectory["res_step_time_s"] * 1000
         row = result.summary.row(0, named=True)

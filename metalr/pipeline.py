@@ -232,7 +232,9 @@ def list_tasks(config: PipelineConfig, layout, out=print) -> None:
         if isinstance(info, str):
             sizes, params = "-", "-"
         else:
-            sizes = "/".join(str(info.sizes[s]) for s in ("train", "val", "test"))
+            # The task's own training size: its subset of the training split.
+            train = max(1, round(task.subset * info.sizes["train"]))
+            sizes = "/".join(str(n) for n in (train, info.sizes["val"], info.sizes["test"]))
             params = f"{count_parameters(build_model(task.model, info)):,}"
         line = f"{task_id:<24} {roles.get(task_id, '-'):<10} {spec.modality:<10} {model:<24} {sizes:<20} {params:>11}"
         out(f"{line}  {spec.describe()}" + (f"  [unavailable: {info}]" if isinstance(info, str) else ""))

@@ -25,3 +25,18 @@ def test_cli_runs_a_pipeline_step_into_the_results_layout(tmp_path, repo):
     )
     assert "[6/6]" in proc.stdout
     assert (tmp_path / "trajectories" / "phase=metaval" / "task=wine-mlp" / "part-0.parquet").is_file()
+
+
+def test_tasks_lists_every_task_with_modality_sizes_parameters_and_source(repo):
+    proc = subprocess.run(
+        [sys.executable, "-m", "metalr", "tasks", "--config", str(repo / "config" / "smoke.yaml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 + 3
+    digits = next(line.split() for line in lines if line.startswith("digits-mlp"))
+    assert digits[1:3] == ["meta_train", "image"] and digits[6] == "1257/270/270"
+    assert int(digits[7].replace(",", "")) == 64 * 16 + 16 + 16 * 10 + 10  # mlp width 16 on 8x8 digits
+    assert "scikit-learn load_digits" in lines[1 + [line.split()[0] for line in lines[1:]].index("digits-mlp")]
