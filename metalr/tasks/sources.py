@@ -200,7 +200,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise DataError(f"{str(path)!r}: header says shape {shape} but holds {data.size} values")
-    return data.reshape(shape)
+    return data.reshape(shape).copy()  # frombuffer is read-only; torch wants writable arrays
 
 
 def _load_idx(folder: Path) -> dict[str, dict[str, np.ndarray]]:
