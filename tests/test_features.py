@@ -153,7 +153,7 @@ def test_every_feature_group_fires_at_least_ten_times_per_run_at_default_cadence
     from metalr.config import load_config
 
     config = load_config(repo / "config" / "config.yaml")
-    task = config.tasks["digits-mlp"]
+    task = config.tasks["digits-mlp-00"]  # the first variant of the default config's digits-mlp family
     result = train_run(RunSpec("collect", task, "cosine", 0), prepare_dataset(task.dataset, 0, 0.15, 0.15))
     counts = result.trajectory.select(pl.all().is_not_null().sum()).row(0, named=True)
     for prefix in ("loss_", "grad_", "upd_", "curv_", "val_", "unc_", "res_", "opt_"):

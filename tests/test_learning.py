@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from metalr.config import load_config
+from metalr.config import ProbeConfig, load_config
 from metalr.tasks import prepare_dataset
 from metalr.train import RunSpec, train_run
 
@@ -22,7 +22,10 @@ pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is a
 def _run(task_id: str, budget: int, monkeypatch, **protocol) -> dict:
     monkeypatch.chdir(REPO)  # the config's paths are relative to the repository root
     config = load_config(REPO / "config" / "shared-data.yaml")
-    task = dataclasses.replace(config.tasks[task_id], budget_steps=budget, val_every=budget, **protocol)
+    # Probes off: these tests measure learning, and the probes never change training.
+    task = dataclasses.replace(
+        config.tasks[task_id], budget_steps=budget, val_every=budget, probes=ProbeConfig(enabled=False), **protocol
+    )
     data = prepare_dataset(config.dataset(task.dataset), config.split_seed, config.val_fraction, config.test_fraction)
     row = train_run(RunSpec("collect", task, "cosine", 0), data).summary.row(0, named=True)
     assert row["status"] == "ok", row["error"]
