@@ -63,6 +63,23 @@ def test_in_memory_hf_text_dataset_is_tokenized_with_a_tokenizer_trained_on_trai
     assert sum(sizes) == 400 and sizes[1] == pytest.approx(60, abs=2)
 
 
+def test_sentence_pairs_are_encoded_as_cls_a_sep_b_sep_with_a_bpe_tokenizer():
+    import datasets
+
+    first = [f"the cat sat {i}" for i in range(60)]
+    second = [f"a dog ran {i}" for i in range(60)]
+    train = datasets.Dataset.from_dict({"s1": first, "s2": second, "label": [i % 2 for i in range(60)]})
+    columns = {"text": "s1", "text_pair": "s2", "label": "label"}
+    spec = _spec(family="bert", source="csv", path="unused.csv", columns=columns, tokenizer="bpe", max_length=16)
+    data = prepare_tables(spec, {"train": train}, 0, 0.2, 0.2)
+    tokenizer = __import__("tokenizers").Tokenizer.from_str(data.info.extra["tokenizer"]["json"])
+    ids = data.X("train")[0].tolist()
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    assert ids[0] == cls and ids.count(sep) == 2 and ids[-1] == 0
+    between = tokenizer.decode(ids[1 : ids.index(sep)])
+    assert between.strip().startswith("the cat sat")
+
+
 def test_in_memory_hf_dataset_keeps_its_own_test_split_and_carves_val_stratified():
     import datasets
 
