@@ -128,7 +128,15 @@ def test_isolated_restores_batchnorm_statistics_rng_and_modes():
     assert all(m.training for m in model.modules())
 
 
-FAMILIES = [("digits", "mlp", 0.3), ("digits", "cnn", 0.0), ("sunspots", "lstm", 0.2), ("synthtext", "bilstm", 0.0)]
+FAMILIES = [
+    ("digits", "mlp", 0.3),
+    ("digits", "cnn", 0.0),
+    ("sunspots", "lstm", 0.2),
+    ("synthtext", "bilstm", 0.0),
+    ("synthtext", "bert", 0.1),
+    ("synthtext", "gpt2", 0.1),
+    ("sunspots", "transformer", 0.1),
+]
 
 
 @pytest.mark.parametrize(("dataset", "family", "dropout"), FAMILIES)
