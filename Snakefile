@@ -3,7 +3,10 @@
 #   snakemake --cores 2 --resources gpu=1 --configfile config/smoke.yaml
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from metalr.config import ConfigError, parse_config
 
 min_version("9.0")
 
@@ -15,7 +18,12 @@ if not config:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Validated against workflow/schemas/config.schema.yaml by metalr, whose message names each
+# bad field and its allowed values (Snakemake's own validate() prints the schema instead).
+try:
+    CONFIG = parse_config(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 
 include: "workflow/rules/common.smk"
@@ -24,6 +32,16 @@ include: "workflow/rules/collect.smk"
 include: "workflow/rules/meta.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+
+
+# Bookkeeping rules that read and write a few small files: under a cluster executor they
+# run on the submitting host instead of paying a cluster job's start-up each.
+localrules:
+    all,
+    check_leakage,
+    merge_runs,
+    summarize_results,
+    plot_eval_curves,
 
 
 rule all:

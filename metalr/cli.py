@@ -12,7 +12,7 @@ import functools
 import sys
 from collections.abc import Sequence
 
-from metalr.config import PHASES, ConfigError, PipelineConfig, load_config
+from metalr.config import PHASES, PipelineConfig, load_config
 from metalr.paths import ResultsLayout
 
 
@@ -45,6 +45,7 @@ def _cmd_train_runs(args, config, layout) -> None:
         layout.runs_part(args.phase, task.task_id),
         threads=args.threads,
         meta_checkpoint=checkpoint,
+        resume_dir=layout.resume(args.phase, task.task_id),
     )
 
 
@@ -137,17 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from metalr.evaluate import LeakageError
-    from metalr.meta.checkpoint import CheckpointError
-    from metalr.tasks.sources import DataError
-    from metalr.trajectories import ParquetInputError
+    from metalr.errors import message, user_errors
 
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
         args.func(args, config, ResultsLayout(args.results))
-    except (ConfigError, DataError, LeakageError, CheckpointError, ParquetInputError) as err:
-        print(f"metalr: error: {err}", file=sys.stderr)
+    except user_errors() as err:
+        print(message(err), file=sys.stderr)
         return 2
     return 0
 

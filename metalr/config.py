@@ -165,6 +165,8 @@ class PipelineConfig:
     device: str
     divergence_factor: float
     loss_ema_beta: float
+    checkpoint_every: int
+    checkpoint_min_interval_s: float
     gpu_per_job: int
     threads: int
     tasks: dict[str, TaskSpec]
@@ -218,7 +220,10 @@ def _schema_message(raw: dict[str, Any]) -> str:
     lines = []
     for error in errors[:10]:
         where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-        lines.append(f"config field '{where}': {error.message}")
+        hint = ""
+        if error.validator == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
+            hint = f"; allowed fields: {', '.join(error.schema['properties'])}"
+        lines.append(f"config field '{where}': {error.message}{hint}")
     return "invalid config:\n  " + "\n  ".join(lines or ["schema validation failed"])
 
 
@@ -258,6 +263,8 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
         device=raw["device"],
         divergence_factor=raw["divergence_factor"],
         loss_ema_beta=raw["loss_ema_beta"],
+        checkpoint_every=raw["checkpoint_every"],
+        checkpoint_min_interval_s=raw["checkpoint_min_interval_s"],
         gpu_per_job=raw["resources"]["gpu"],
         threads=raw["resources"]["threads"],
         tasks=tasks,

@@ -14,8 +14,11 @@ def log_to(path: str | Path) -> Iterator[None]:
     """Redirect this process's stdout and stderr (file descriptors 1 and 2) to ``path``.
 
     Redirecting the descriptors rather than ``sys.stdout`` also captures worker processes
-    and C-level messages. A traceback raised inside the block lands in the log too.
+    and C-level messages. A user error (bad input, see ``metalr.errors``) lands in the log as
+    one message and exits with status 2; any other exception lands there with its traceback.
     """
+    from metalr.errors import message, user_errors
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -27,6 +30,9 @@ def log_to(path: str | Path) -> Iterator[None]:
             yield
         except SystemExit:
             raise
+        except user_errors() as err:
+            print(message(err), flush=True)
+            raise SystemExit(2) from None
         except BaseException:
             import traceback
 

@@ -28,6 +28,10 @@ class ResultsLayout:
     def runs_part(self, phase: str, task: str) -> str:
         return self._path("runs", f"phase={phase}", f"task={task}", "part-0.parquet")
 
+    def resume(self, phase: str, task: str) -> str:
+        """Checkpoints of a training job's unfinished and finished runs; removed when the job ends."""
+        return self._path("resume", f"phase={phase}", f"task={task}")
+
     def runs(self) -> str:
         return self._path("runs.parquet")
 

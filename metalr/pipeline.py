@@ -65,14 +65,26 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _execute(spec, data_path: str):
-    from metalr.train import failed_run, train_run
+def _execute(spec, data_path: str, resume_dir: str | None = None, checkpoint_every: int = 0, min_interval_s: float = 0):
+    from metalr.meta.checkpoint import CheckpointError
+    from metalr.resume import RunCheckpoints
+    from metalr.train import RunResult, failed_run, train_run
 
     data = _cached_data(data_path)
+    checkpoints = None if resume_dir is None else RunCheckpoints(resume_dir, checkpoint_every, min_interval_s)
+    done = checkpoints.load_result(spec) if checkpoints else None
+    if done is not None:
+        summary, trajectory = done
+        return RunResult(summary.row(0, named=True), trajectory.to_dicts(), skipped=True)
     try:
-        return train_run(spec, data)
-    except Exception as err:  # recorded as status=failed; the job goes on
+        result = train_run(spec, data, checkpoints)
+    except CheckpointError:
+        raise  # a bad checkpoint is the user's to look at, not a failed run
+    except Exception as err:  # recorded as status=failed (and tried again on a rerun); the job goes on
         return failed_run(spec, data, err)
+    if checkpoints:
+        checkpoints.save_result(spec, result)
+    return result
 
 
 def train_runs(
@@ -84,32 +96,49 @@ def train_runs(
     runs_out: str | Path,
     threads: int = 1,
     meta_checkpoint: str | Path | None = None,
+    resume_dir: str | Path | None = None,
 ) -> None:
-    """Train every (scheduler, seed) run of a task in one phase; write trajectories and run rows."""
+    """Train every (scheduler, seed) run of a task in one phase; write trajectories and run rows.
+
+    With ``resume_dir``, runs checkpoint there every ``config.checkpoint_every`` steps (and
+    ``checkpoint_min_interval_s`` seconds at least) and record themselves when finished, so
+    a rerun of a killed job resumes instead of restarting.
+    """
     specs = phase_run_specs(config, phase, task_id, None if meta_checkpoint is None else str(meta_checkpoint))
+    resume = None if resume_dir is None else str(resume_dir)
     from metalr.train import resolve_device
 
     log(f"{phase}/{task_id}: {len(specs)} runs on {threads} worker(s), device {resolve_device(config.device)}")
+    if resume is not None and Path(resume).is_dir():
+        kept = sorted(p.suffix for p in Path(resume).iterdir())
+        log(
+            f"{phase}/{task_id}: an earlier attempt left {kept.count('.done')} finished run(s) and "
+            f"{kept.count('.ckpt')} checkpoint(s) in {resume}; resuming"
+        )
     results = []
 
     def report(result) -> None:
         row = result.row
         results.append(result)
         metric = "n/a" if row.get("test_metric") is None else f"{row['test_metric']:.4f}"
+        wall = "n/a" if row.get("wall_time_s") is None else f"{row['wall_time_s']:.1f}"
         log(
             f"[{len(results)}/{len(specs)}] {row['scheduler']:<11} seed={row['seed']} {row['status']:<8} "
-            f"test_{row['metric']}={metric} steps={row['steps_done']} ({row['wall_time_s']:.1f} s)"
+            f"test_{row['metric']}={metric} steps={row['steps_done']} ({wall} s)"
             + (f" error: {row['error']}" if row.get("error") else "")
+            + (" finished in an earlier attempt, skipped" if result.skipped else "")
+            + (f" resumed from step {result.resumed_from}" if result.resumed_from else "")
         )
 
+    args = (str(data_path), resume, config.checkpoint_every, config.checkpoint_min_interval_s)
     if threads <= 1 or len(specs) == 1:
         _init_worker()
         for spec in specs:
-            report(_execute(spec, str(data_path)))
+            report(_execute(spec, *args))
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(threads, mp_context=context, initializer=_init_worker) as pool:
-            futures = [pool.submit(_execute, spec, str(data_path)) for spec in specs]
+            futures = [pool.submit(_execute, spec, *args) for spec in specs]
             for future in as_completed(futures):
                 report(future.result())
     order = {spec.run_id: i for i, spec in enumerate(specs)}
@@ -119,6 +148,10 @@ def train_runs(
             writer.write(result.trajectory)
     runs = runs_frame([r.row for r in results])
     write_parquet(runs, runs_out)
+    if resume is not None:
+        from metalr.resume import RunCheckpoints
+
+        RunCheckpoints(resume, 0).clear()
     counts = runs["status"].value_counts().sort("status").rows()
     log(f"{phase}/{task_id}: done, status counts {dict(counts)}")
 

@@ -17,6 +17,7 @@ from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
 from metalr.features import Probe, StepContext, build_probes, evaluate_split
 from metalr.features.validation import trivial_metric
+from metalr.resume import LoopState, RunCheckpoints, fast_forward
 from metalr.schedulers import build_scheduler
 from metalr.tasks import SplitData, build_model
 from metalr.tasks.datasets import task_view
@@ -59,6 +60,8 @@ class RunResult:
 
     row: dict
     rows: list[dict]
+    resumed_from: int = 0  # the checkpoint step this attempt started from (0: from scratch)
+    skipped: bool = False  # finished in an earlier attempt of the job; not trained again
 
     @functools.cached_property
     def summary(self) -> pl.DataFrame:
@@ -111,7 +114,8 @@ def scheduler_params(scheduler) -> dict:
     }
 
 
-def train_run(spec: RunSpec, data: SplitData) -> RunResult:
+def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None = None) -> RunResult:
+    """Train one run; with ``checkpoints``, resume from the run's checkpoint and save one every N steps."""
     started = time.perf_counter()
     task, data = spec.task, task_view(data, spec.task)
     info = data.info
@@ -128,6 +132,9 @@ def train_run(spec: RunSpec, data: SplitData) -> RunResult:
     # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
     probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
     probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
+    loop = (checkpoints.restore(spec, model, optimizer, scheduler, probes) if checkpoints else None) or LoopState()
+    # Index draws only: augmentation draws from the global RNG, whose state the checkpoint restored.
+    fast_forward(batches.indices, loop.step)
     after_backward, after_update = Probe.hooks(probes, "after_backward"), Probe.hooks(probes, "after_update")
     observe = getattr(scheduler, "observe", None)
 
@@ -150,10 +157,10 @@ def train_run(spec: RunSpec, data: SplitData) -> RunResult:
         val_split=splits["val"],
     )
     epochs_per_step = task.batch_size / n_train
-    rows: list[dict] = []
-    status, first_loss, last_val, change_reason = "ok", None, {}, None
+    rows, first_loss, last_val, change_reason = loop.rows, loop.first_loss, loop.last_val, loop.change_reason
+    status = "ok"
     model.train()
-    for step in range(1, task.budget_steps + 1):
+    for step in range(loop.step + 1, task.budget_steps + 1):
         tick = time.perf_counter()
         batch = next(batches)
         inputs, targets = batch["X"], batch["y"]
@@ -194,6 +201,11 @@ def train_run(spec: RunSpec, data: SplitData) -> RunResult:
             change_reason = getattr(scheduler, "change_reason", None) or type(scheduler).__name__
         row["res_step_time_s"] = time.perf_counter() - tick
         rows.append(row)
+        if checkpoints is not None and checkpoints.due(step, task.budget_steps):
+            loop.step, loop.first_loss, loop.last_val, loop.change_reason = step, first_loss, last_val, change_reason
+            loop.elapsed_s += time.perf_counter() - started
+            started = time.perf_counter()
+            checkpoints.save(spec, model, optimizer, scheduler, probes, loop)
 
     test = evaluate_split(model, splits["test"], info) if status == "ok" else {}
     ok = status == "ok"
@@ -208,10 +220,10 @@ def train_run(spec: RunSpec, data: SplitData) -> RunResult:
         "test_loss": test.get("loss"),
         "test_metric": test.get(info.metric),
         **{f"test_{name}": value for name, value in test.items() if name != "loss"},
-        "wall_time_s": time.perf_counter() - started,
+        "wall_time_s": loop.elapsed_s + time.perf_counter() - started,
         "device": str(device),
     }
-    return RunResult(summary, rows)
+    return RunResult(summary, rows, resumed_from=loop.resumed_from)
 
 
 def run_identity(spec: RunSpec, data: SplitData) -> dict:

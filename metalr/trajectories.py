@@ -28,6 +28,9 @@ LOOP_COLUMNS = {
 TRAJECTORY_SCHEMA = pa.schema(list(LOOP_COLUMNS.items()) + list(probe_columns().items()))
 # Columns that depend on wall-clock time or memory and so differ between otherwise identical runs.
 TIMING_COLUMNS = ("res_step_time_s", "res_samples_per_s", "res_cpu_rss_mb", "res_gpu_mem_mb", "res_gpu_util")
+# The same in runs.parquet and summary.parquet. Everything else is deterministic on CPU for
+# a given config and seed (docs/faults.md).
+RUNS_TIMING_COLUMNS = ("wall_time_s", "mean_wall_time_s")
 REQUIRED_TRAJECTORY_COLUMNS = ("run_id", "step", "epoch", "progress", "lr", "loss_train", "loss_ema")
 
 RUNS_SCHEMA = pa.schema(

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +38,43 @@ def digits():
 def make_task(task_id="digits-mlp", dataset="digits", family="mlp", budget=40, val_every=10, **protocol) -> TaskSpec:
     fields = {"optimizer": "adam", "batch_size": 32, "base_lr": 1e-3, "weight_decay": 0.0} | protocol
     return TaskSpec(task_id, dataset, ModelSpec(family, width=16), budget_steps=budget, val_every=val_every, **fields)
+
+
+def snakemake_exe() -> str:
+    beside_python = Path(sys.executable).with_name("snakemake")
+    found = str(beside_python) if beside_python.exists() else shutil.which("snakemake")
+    if found is None:
+        pytest.fail("the snakemake executable is not installed beside this Python")
+    return found
+
+
+def snakemake_cmd(configfile: Path, *args: str) -> list[str]:
+    """The real snakemake binary on this repository's Snakefile, from any working directory."""
+    return [snakemake_exe(), "-s", str(REPO / "Snakefile"), "--configfile", str(configfile), *args]
+
+
+def run_smoke_pipeline(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, configfile: Path = REPO / "config" / "smoke.yaml"
+) -> Path:
+    """The real snakemake on ``configfile`` (default: the smoke config) in ``workdir``; returns the results folder."""
+    cmd = snakemake_cmd(configfile, "--cores", "2", *args)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir / "results"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """config/smoke.yaml through the real Snakemake, as README says: one GPU slot."""
+    results = run_smoke_pipeline(tmp_path_factory.mktemp("smoke"), "--resources", "gpu=1")
+    return results, load_config(REPO / "config" / "smoke.yaml")
+
+
+@pytest.fixture(scope="session")
+def smoke_run_four_gpus(tmp_path_factory):
+    """The same pipeline again, on a machine that claims four GPUs: --resources gpu=4 with
+    CUDA_VISIBLE_DEVICES=0,1,2,3. Torch finds no CUDA device here, so it trains on CPU,
+    but every GPU job still claims a slot from the allocator."""
+    workdir = tmp_path_factory.mktemp("smoke-4gpu")
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "METALR_GPU_LOCK_DIR": str(workdir / "gpu-locks")}
+    return run_smoke_pipeline(workdir, "--resources", "gpu=4", env=env)

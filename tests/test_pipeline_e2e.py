@@ -2,44 +2,16 @@
 
 import json
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 import yaml
+from conftest import run_smoke_pipeline, snakemake_exe
 
-from metalr.config import load_config
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS
 
 TRAINING_RULES = ("collect_trajectories", "fit_meta_learner", "evaluate_schedulers")
-
-
-def _snakemake() -> str:
-    beside_python = Path(sys.executable).with_name("snakemake")
-    found = str(beside_python) if beside_python.exists() else shutil.which("snakemake")
-    if found is None:
-        pytest.fail("the snakemake executable is not installed beside this Python")
-    return found
-
-
-def _run_pipeline(workdir: Path, configfile: Path, repo: Path) -> Path:
-    """Run the real snakemake on ``configfile`` in ``workdir``; return the results folder."""
-    cmd = [_snakemake(), "-s", str(repo / "Snakefile"), "--configfile", str(configfile)]
-    proc = subprocess.run(
-        [*cmd, "--cores", "2", "--resources", "gpu=1"], cwd=workdir, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir / "results"
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, repo):
-    configfile = repo / "config" / "smoke.yaml"
-    return _run_pipeline(tmp_path_factory.mktemp("smoke"), configfile, repo), load_config(configfile)
 
 
 def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_run):
@@ -98,7 +70,7 @@ def test_summary_and_plot_are_written(smoke_run):
 
 def test_dry_run_of_the_default_config_requests_a_gpu_for_every_training_rule(tmp_path, repo):
     proc = subprocess.run(
-        [_snakemake(), "-s", str(repo / "Snakefile"), "-n", "--cores", "2"],
+        [snakemake_exe(), "-s", str(repo / "Snakefile"), "-n", "--cores", "2"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -141,7 +113,7 @@ def test_a_task_declared_only_in_yaml_on_a_local_csv_runs_through_the_pipeline(t
         "meta": {"hidden": 4, "epochs": 5, "patience": 5, "decision_fraction": 0.2},
     }
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
-    results = _run_pipeline(tmp_path, tmp_path / "mine.yaml", repo)
+    results = run_smoke_pipeline(tmp_path, "--resources", "gpu=1", configfile=tmp_path / "mine.yaml")
     runs = pl.read_parquet(results / "runs.parquet")
     assert set(runs["task"]) == {"mytable-mlp-00", "mytable-mlp-01", "mytable-wide"}
     assert (runs["status"] == "ok").all() and (runs["metric"] == "auc").all()

@@ -96,6 +96,13 @@ class GradientGeometryProbe(Probe):
         self._weights_before, self._out = None, {}
         return out
 
+    def state_dict(self) -> dict:
+        # Between steps only the snapshots for the next step are live (a resumed run needs them).
+        return {"prev_grad": self._prev_grad, "prev_update": self._prev_update}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._prev_grad, self._prev_update = state["prev_grad"], state["prev_update"]
+
 
 def micro_batch_gradients(ctx: StepContext, micro_batches: int) -> list[torch.Tensor]:
     """Flat gradients of the loss on ``micro_batches`` equal slices of the current batch."""

@@ -6,6 +6,7 @@ rule collect_trajectories:
         runs=LAYOUT.runs_part("{phase}", "{task}"),
     params:
         phase="{phase}",
+        resume_dir=LAYOUT.resume("{phase}", "{task}"),
     wildcard_constraints:
         phase="collect|metaval",
     threads: CONFIG.threads

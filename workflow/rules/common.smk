@@ -1,9 +1,8 @@
 # Shared state and input functions. No rule holds logic; this file only maps the
 # validated config onto file paths.
-from metalr.config import parse_config
 from metalr.paths import ResultsLayout
 
-CONFIG = parse_config(config)
+# CONFIG (the validated, typed config) is defined in the Snakefile.
 LAYOUT = ResultsLayout("results")
 CHECKPOINT = LAYOUT.checkpoint(CONFIG.meta.arch)
 

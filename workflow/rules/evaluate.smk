@@ -8,6 +8,7 @@ rule evaluate_schedulers:
         runs=LAYOUT.runs_part("eval", "{task}"),
     params:
         phase="eval",
+        resume_dir=LAYOUT.resume("eval", "{task}"),
         checkpoint=CHECKPOINT,
     threads: CONFIG.threads
     resources:

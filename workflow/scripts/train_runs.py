@@ -1,11 +1,12 @@
 from metalr.config import parse_config
+from metalr.gpu import gpu_slots, job_gpus
 from metalr.logs import log_to
-from metalr.pipeline import train_runs
+from metalr.pipeline import log, train_runs
 
 # Worker processes are spawned and re-import this file as __mp_main__: run only as main.
 if __name__ == "__main__":
     sm = snakemake  # noqa: F821 (injected by Snakemake)
-    with log_to(sm.log[0]):
+    with log_to(sm.log[0]), gpu_slots(job_gpus(sm.resources), log=log):
         train_runs(
             parse_config(sm.config),
             phase=sm.params.phase,
@@ -15,4 +16,5 @@ if __name__ == "__main__":
             runs_out=sm.output.runs,
             threads=sm.threads,
             meta_checkpoint=sm.params.get("checkpoint"),
+            resume_dir=sm.params.resume_dir,
         )
