@@ -15,7 +15,9 @@ are written.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import random
 import shutil
 import time
@@ -194,8 +196,10 @@ class RunCheckpoints:
         return _bytes_frame(payload["summary"]), _bytes_frame(payload["trajectory"])
 
     def clear(self) -> None:
-        """Remove the directory: called once the job's outputs are safely written."""
+        """Remove the directory, and its parents once empty: called when the job's outputs are written."""
         shutil.rmtree(self.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.removedirs(self.directory.parent)  # stops at the first parent that is not empty
 
 
 def fast_forward(batches: Iterator, steps: int) -> Iterator:
