@@ -145,6 +145,22 @@ class RunGrid:
     seeds: int
 
 
+# The normalised score is the ratio to this scheduler at the task's default base LR.
+REFERENCE_SCHEDULER = "cosine"
+
+
+@dataclass(frozen=True)
+class EvalConfig(RunGrid):
+    lr_ratio: float = 3.0
+    lr_steps: int = 1
+    bootstrap_resamples: int = 2000
+
+    @property
+    def lr_multipliers(self) -> tuple[float, ...]:
+        """The log-spaced base-LR grid of the externally tuned framing, as multiples of the default."""
+        return tuple(self.lr_ratio**k for k in range(-self.lr_steps, self.lr_steps + 1))
+
+
 @dataclass(frozen=True)
 class MetaConfig:
     arch: str
@@ -175,7 +191,7 @@ class PipelineConfig:
     meta_val: tuple[str, ...]
     held_out: tuple[str, ...]
     collect: RunGrid
-    evaluate: RunGrid
+    evaluate: EvalConfig
     meta: MetaConfig
 
     def phase_tasks(self, phase: str) -> tuple[str, ...]:
@@ -273,7 +289,13 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
         meta_val=tuple(splits["meta_val"]),
         held_out=tuple(splits["held_out"]),
         collect=RunGrid(tuple(raw["collect"]["schedulers"]), raw["collect"]["seeds"]),
-        evaluate=RunGrid(tuple(raw["evaluate"]["schedulers"]), raw["evaluate"]["seeds"]),
+        evaluate=EvalConfig(
+            tuple(raw["evaluate"]["schedulers"]),
+            raw["evaluate"]["seeds"],
+            lr_ratio=raw["evaluate"]["lr_grid"]["ratio"],
+            lr_steps=raw["evaluate"]["lr_grid"]["steps"],
+            bootstrap_resamples=raw["evaluate"]["bootstrap_resamples"],
+        ),
         meta=MetaConfig(**raw["meta"]),
     )
     _check_splits(config)
@@ -392,6 +414,11 @@ def _check_model_fits(task: TaskSpec, dataset: DatasetSpec) -> None:
 
 
 def _check_splits(config: PipelineConfig) -> None:
+    if REFERENCE_SCHEDULER not in config.evaluate.schedulers:
+        raise ConfigError(
+            f"config field 'evaluate.schedulers': add {REFERENCE_SCHEDULER!r}; the normalised score of every "
+            f"scheduler is its ratio to {REFERENCE_SCHEDULER} at the task's default base LR"
+        )
     for phase in PHASES:
         for task_id in config.phase_tasks(phase):
             if task_id not in config.tasks:

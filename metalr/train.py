@@ -36,6 +36,12 @@ class RunSpec:
     divergence_factor: float = 10.0
     loss_ema_beta: float = 0.9
     meta_checkpoint: str | None = None
+    # The externally tuned framing scales the task's default base LR by a grid point.
+    lr_multiplier: float = 1.0
+
+    @property
+    def base_lr(self) -> float:
+        return self.task.base_lr * self.lr_multiplier
 
     @functools.cached_property
     def config_hash(self) -> str:
@@ -47,7 +53,8 @@ class RunSpec:
 
     @functools.cached_property
     def run_id(self) -> str:
-        return f"{self.phase}-{self.task.task_id}-{self.scheduler}-s{self.seed}-{self.config_hash[:6]}"
+        grid = "" if self.lr_multiplier == 1.0 else f"-x{self.lr_multiplier:.3g}"
+        return f"{self.phase}-{self.task.task_id}-{self.scheduler}{grid}-s{self.seed}-{self.config_hash[:6]}"
 
 
 @dataclass
@@ -82,12 +89,13 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def build_optimizer(task: TaskSpec, parameters) -> torch.optim.Optimizer:
+def build_optimizer(task: TaskSpec, parameters, lr: float | None = None) -> torch.optim.Optimizer:
+    lr = task.base_lr if lr is None else lr
     if task.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=task.base_lr, weight_decay=task.weight_decay)
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=task.weight_decay)
     if task.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=task.base_lr, weight_decay=task.weight_decay)
-    return torch.optim.SGD(parameters, lr=task.base_lr, momentum=0.9, weight_decay=task.weight_decay)
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=task.weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=task.weight_decay)
 
 
 def scheduler_params(scheduler) -> dict:
@@ -126,7 +134,7 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
     torch.manual_seed(spec.seed)
     model = build_model(task.model, info).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(task, params)
+    optimizer = build_optimizer(task, params, spec.base_lr)
     scheduler = build_scheduler(spec.scheduler, optimizer, task.budget_steps, spec.meta_checkpoint)
     batches = BatchLoader(splits["train"], info, task.batch_size, spec.seed)
     # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
@@ -238,7 +246,8 @@ def run_identity(spec: RunSpec, data: SplitData) -> dict:
         "model": json.dumps(asdict(task.model), sort_keys=True),
         "optimizer": task.optimizer,
         "batch_size": task.batch_size,
-        "base_lr": task.base_lr,
+        "base_lr": spec.base_lr,
+        "lr_multiplier": spec.lr_multiplier,
         "weight_decay": task.weight_decay,
         "budget_steps": task.budget_steps,
         "scheduler": spec.scheduler,

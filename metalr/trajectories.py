@@ -43,7 +43,8 @@ RUNS_SCHEMA = pa.schema(
         "model": pa.string(),
         "optimizer": pa.string(),
         "batch_size": pa.int32(),
-        "base_lr": pa.float64(),
+        "base_lr": pa.float64(),  # the LR the run used: the task's default times lr_multiplier
+        "lr_multiplier": pa.float64(),
         "weight_decay": pa.float64(),
         "budget_steps": pa.int32(),
         "scheduler": pa.string(),

@@ -78,3 +78,59 @@ def smoke_run_four_gpus(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke-4gpu")
     env = os.environ | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "METALR_GPU_LOCK_DIR": str(workdir / "gpu-locks")}
     return run_smoke_pipeline(workdir, "--resources", "gpu=4", env=env)
+
+
+def synthetic_eval(scores: dict[tuple[str, str, float], list[float]], budget: int = 10, val_every: int = 5):
+    """Held-out runs and trajectories whose every validation value is ``score`` (one per seed).
+
+    ``scores`` maps (task, scheduler, lr_multiplier) to one final metric per seed; the metric is
+    accuracy (higher is better) unless the task name starts with "mae", and the validation
+    curve rises linearly to the final value, so hand-computed targets and hits are easy.
+    """
+    import polars as pl
+
+    from metalr.trajectories import runs_frame, trajectory_frame
+
+    runs, rows = [], []
+    for (task, scheduler, multiplier), values in scores.items():
+        mae = task.startswith("mae")
+        for seed, value in enumerate(values):
+            run_id = f"eval-{task}-{scheduler}-x{multiplier}-s{seed}"
+            runs.append(
+                {
+                    "run_id": run_id,
+                    "phase": "eval",
+                    "task": task,
+                    "scheduler": scheduler,
+                    "lr_multiplier": multiplier,
+                    "base_lr": 1e-3 * multiplier,
+                    "seed": seed,
+                    "status": "ok",
+                    "metric": "mae" if mae else "acc",
+                    "higher_is_better": not mae,
+                    "final_train_loss": 0.5,
+                    "final_val_loss": 1.0 - value if not mae else value,
+                    "final_val_metric": value,
+                    "test_metric": value,
+                    "trivial_test_metric": 10.0 if mae else 0.1,
+                    "wall_time_s": 1.0,
+                    "budget_steps": budget,
+                }
+            )
+            for step in range(1, budget + 1):
+                row = {
+                    "run_id": run_id,
+                    "step": step,
+                    "epoch": step / 5,
+                    "progress": step / budget,
+                    "lr": 1e-3 * multiplier,
+                    "loss_train": 1.0 / step,
+                    "loss_ema": 1.0 / step,
+                    "grad_norm": 1.0,
+                    "res_step_time_s": 0.01,
+                }
+                if step % val_every == 0:
+                    row["val_" + ("mae" if mae else "acc")] = value * step / budget if not mae else value
+                    row["val_loss"] = row["val_" + ("mae" if mae else "acc")] if mae else 1.0 - value * step / budget
+                rows.append(row)
+    return runs_frame(runs), trajectory_frame(rows).with_columns(pl.col("step").cast(pl.Int32))

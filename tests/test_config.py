@@ -12,7 +12,7 @@ def raw(repo):
 
 
 def test_shipped_configs_parse_with_defaults_filled(repo):
-    for name in ("config.yaml", "smoke.yaml"):
+    for name in ("config.yaml", "smoke.yaml", "bench.yaml"):
         config = load_config(repo / "config" / name)
         assert config.held_out and config.meta_train
         assert all(t.budget_steps >= 2 for t in config.tasks.values())
@@ -119,3 +119,23 @@ def test_shipped_full_and_shared_data_configs_parse(repo):
     assert {"resnet50", "efficientnet_b0", "vgg", "bert", "gpt2", "deepspeech", "wav2vec2", "transformer"} <= families
     shared = load_config(repo / "config" / "shared-data.yaml")
     assert {"sst2", "imdb", "adult", "m4_hourly", "cifar10", "fashion_mnist"} <= set(shared.dataset_specs)
+
+
+def test_evaluation_without_the_reference_scheduler_is_refused_with_the_fix(raw):
+    raw["evaluate"]["schedulers"] = ["constant", "step"]
+    with pytest.raises(ConfigError, match="evaluate.schedulers.*'cosine'"):
+        parse_config(raw)
+
+
+def test_lr_grid_is_log_spaced_around_the_default(raw):
+    raw["evaluate"]["lr_grid"] = {"ratio": 10.0, "steps": 2}
+    assert parse_config(raw).evaluate.lr_multipliers == pytest.approx((0.01, 0.1, 1.0, 10.0, 100.0))
+
+
+def test_bench_config_makes_aggregate_claims_on_twelve_held_out_tasks_and_ten_seeds(repo):
+    from metalr.evaluate import is_indicative
+
+    bench = load_config(repo / "config" / "bench.yaml")
+    assert len(bench.held_out) >= 12 and bench.evaluate.seeds >= 10
+    assert not is_indicative(len(bench.held_out), bench.evaluate.seeds)
+    assert is_indicative(len(load_config(repo / "config" / "config.yaml").held_out), 5)
