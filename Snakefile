@@ -26,6 +26,9 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/collect.smk"
@@ -48,5 +51,8 @@ rule all:
     input:
         LAYOUT.runs(),
         LAYOUT.summary_md(),
+        LAYOUT.summary_html(),
         LAYOUT.summary_parquet(),
-        LAYOUT.eval_plot(),
+        LAYOUT.profiles_plot(),
+        LAYOUT.lr_gallery_plot(),
+        [LAYOUT.task_curves_plot(task) for task in CONFIG.held_out],

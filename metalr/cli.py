@@ -75,16 +75,40 @@ def _cmd_merge_runs(args, config, layout) -> None:
     merge_runs([f for phase in PHASES for f in _phase_files(config, layout, phase, "runs")], layout.runs())
 
 
+def _cmd_compare(args, config, layout) -> None:
+    from metalr.pipeline import compare_schedulers
+
+    compare_schedulers(
+        config, layout.runs(), _phase_files(config, layout, "eval", "trajectories"), layout.evaluation_dir()
+    )
+
+
 def _cmd_summarize(args, config, layout) -> None:
     from metalr.pipeline import summarize_results
 
-    summarize_results(layout.runs(), layout.checkpoint(config.meta.arch), layout.summary_parquet(), layout.summary_md())
+    summarize_results(
+        layout.evaluation_dir(),
+        layout.runs(),
+        layout.checkpoint(config.meta.arch),
+        layout.summary_parquet(),
+        layout.summary_md(),
+        layout.summary_html(),
+    )
 
 
 def _cmd_plot(args, config, layout) -> None:
-    from metalr.pipeline import plot_eval_curves
+    from metalr.pipeline import plot_lr_gallery, plot_performance_profiles, plot_task_curves
 
-    plot_eval_curves(layout.runs(), _phase_files(config, layout, "eval", "trajectories"), layout.eval_plot())
+    for task in config.held_out:
+        plot_task_curves(layout.runs(), layout.trajectories("eval", task), task, layout.task_curves_plot(task))
+    plot_lr_gallery(layout.runs(), _phase_files(config, layout, "eval", "trajectories"), layout.lr_gallery_plot())
+    plot_performance_profiles(layout.evaluation_dir(), layout.profiles_plot())
+
+
+def _cmd_inspect(args, config, layout) -> None:
+    from metalr.inspection import inspect_text
+
+    print(inspect_text(args.path))
 
 
 def _cmd_tasks(args, config, layout) -> None:
@@ -130,10 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit)
     p = add_parser("merge-runs", help="merge per-job run rows into runs.parquet")
     p.set_defaults(func=_cmd_merge_runs)
-    p = add_parser("summarize", help="write summary.md and summary.parquet")
+    p = add_parser("compare", help="run the evaluation protocol on the held-out runs (results/evaluation)")
+    p.set_defaults(func=_cmd_compare)
+    p = add_parser("summarize", help="write summary.md, summary.html and summary.parquet")
     p.set_defaults(func=_cmd_summarize)
-    p = add_parser("plot", help="plot validation loss and LR curves of the held-out runs")
+    p = add_parser("plot", help="draw the per-task curves, the LR-schedule gallery and the performance profiles")
     p.set_defaults(func=_cmd_plot)
+    p = add_parser("inspect", help="summarise any results Parquet file or folder (no config needed)")
+    p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories")
+    p.set_defaults(func=_cmd_inspect, needs_config=False)
     return parser
 
 
@@ -142,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config) if getattr(args, "needs_config", True) else None
         args.func(args, config, ResultsLayout(args.results))
     except user_errors() as err:
         print(message(err), file=sys.stderr)

@@ -47,8 +47,23 @@ class ResultsLayout:
     def summary_md(self) -> str:
         return self._path("summary.md")
 
-    def eval_plot(self) -> str:
-        return self._path("plots", "eval_curves.png")
+    def summary_html(self) -> str:
+        return self._path("summary.html")
+
+    def evaluation_dir(self) -> str:
+        return self._path("evaluation")
+
+    def evaluation_table(self, name: str) -> str:
+        return self._path("evaluation", f"{name}.parquet")
+
+    def task_curves_plot(self, task: str) -> str:
+        return self._path("plots", "curves", f"{task}.png")
+
+    def profiles_plot(self) -> str:
+        return self._path("plots", "performance_profiles.png")
+
+    def lr_gallery_plot(self) -> str:
+        return self._path("plots", "lr_gallery.png")
 
     def log(self, name: str) -> str:
         return self._path("logs", f"{name}.log")

@@ -36,7 +36,12 @@ def phase_run_specs(config: PipelineConfig, phase: str, task_id: str, meta_check
     from metalr.train import RunSpec
 
     grid = config.phase_grid(phase)
-    schedulers = list(grid.schedulers) + ([META] if phase == "eval" else [])
+    # (scheduler, base-LR multiplier): in eval every baseline also runs on the LR grid of the
+    # externally tuned framing; the meta-scheduler is self-tuning, so only at the default.
+    variants = [(name, 1.0) for name in grid.schedulers]
+    if phase == "eval":
+        extra = [m for m in config.evaluate.lr_multipliers if m != 1.0]
+        variants += [(name, m) for name in grid.schedulers for m in extra] + [(META, 1.0)]
     return [
         RunSpec(
             phase=phase,
@@ -47,9 +52,10 @@ def phase_run_specs(config: PipelineConfig, phase: str, task_id: str, meta_check
             divergence_factor=config.divergence_factor,
             loss_ema_beta=config.loss_ema_beta,
             meta_checkpoint=meta_checkpoint if name == META else None,
+            lr_multiplier=multiplier,
         )
         for seed in range(grid.seeds)
-        for name in schedulers
+        for name, multiplier in variants
     ]
 
 
@@ -116,15 +122,21 @@ def train_runs(
             f"{kept.count('.ckpt')} checkpoint(s) in {resume}; resuming"
         )
     results = []
+    started = time.perf_counter()
 
     def report(result) -> None:
         row = result.row
         results.append(result)
         metric = "n/a" if row.get("test_metric") is None else f"{row['test_metric']:.4f}"
         wall = "n/a" if row.get("wall_time_s") is None else f"{row['wall_time_s']:.1f}"
+        multiplier = row.get("lr_multiplier", 1.0)
+        name = row["scheduler"] + ("" if multiplier == 1.0 else f" lr x{multiplier:.3g}")
+        elapsed = time.perf_counter() - started
+        left = elapsed / len(results) * (len(specs) - len(results))
         log(
-            f"[{len(results)}/{len(specs)}] {row['scheduler']:<11} seed={row['seed']} {row['status']:<8} "
-            f"test_{row['metric']}={metric} steps={row['steps_done']} ({wall} s)"
+            f"[{len(results)}/{len(specs)}] {name:<18} seed={row['seed']} {row['status']:<8} "
+            f"test_{row['metric']}={metric} steps={row['steps_done']} ({wall} s; "
+            f"{elapsed:.0f} s elapsed, ~{left:.0f} s left)"
             + (f" error: {row['error']}" if row.get("error") else "")
             + (" finished in an earlier attempt, skipped" if result.skipped else "")
             + (f" resumed from step {result.resumed_from}" if result.resumed_from else "")
@@ -214,26 +226,68 @@ def merge_runs(runs_files: Sequence[str | Path], out: str | Path) -> None:
     log(f"runs: {merged.height} rows -> {out}")
 
 
-def summarize_results(
-    runs_file: str | Path, checkpoint_dir: str | Path, summary_parquet: str | Path, summary_md: str | Path
+def compare_schedulers(
+    config: PipelineConfig, runs_file: str | Path, eval_trajectories: Sequence[str | Path], out_dir: str | Path
 ) -> None:
-    from metalr.evaluate import summarize_runs
-    from metalr.report import summary_markdown
+    """The evaluation protocol on the held-out runs: every table under ``results/evaluation``."""
+    from metalr.evaluate import evaluate_runs
 
-    runs = read_parquet_files([runs_file])
+    runs = read_parquet_files([runs_file]).filter(pl.col("phase") == "eval")
+    log(f"evaluate: {runs.height} held-out runs over {runs['task'].n_unique()} tasks")
+    evaluation = evaluate_runs(runs, read_parquet_files(eval_trajectories), config.evaluate.bootstrap_resamples)
+    evaluation.save(out_dir)
+    for r in evaluation.profile_scores.iter_rows(named=True):
+        log(f"evaluate: {r['framing']:<17} {r['scheduler']:<12} profile score {r['score']:.3f}")
+    for r in evaluation.across_tasks.iter_rows(named=True):
+        log(f"evaluate: {r['framing']:<17} meta vs {r['scheduler']:<12} Holm p {r['holm_p']}: {r['verdict']}")
+    log(f"evaluate: tables -> {out_dir}")
+
+
+def summarize_results(
+    evaluation_dir: str | Path,
+    runs_file: str | Path,
+    checkpoint_dir: str | Path,
+    summary_parquet: str | Path,
+    summary_md: str | Path,
+    summary_html: str | Path,
+) -> None:
+    from metalr.evaluate import Evaluation
+    from metalr.report import markdown_to_html, summary_markdown
+
+    evaluation = Evaluation.load(evaluation_dir)
+    collect = read_parquet_files([runs_file]).filter(pl.col("phase").is_in(["collect", "metaval"]))
     meta_info = json.loads((Path(checkpoint_dir) / "config.json").read_text())
-    write_parquet(summarize_runs(runs), summary_parquet)
+    markdown = summary_markdown(evaluation, meta_info, collect)
+    write_parquet(evaluation.comparisons, summary_parquet)
     with atomic_path(summary_md) as tmp:
-        tmp.write_text(summary_markdown(runs, meta_info))
-    log(f"summary -> {summary_md}, {summary_parquet}")
+        tmp.write_text(markdown)
+    with atomic_path(summary_html) as tmp:
+        tmp.write_text(markdown_to_html(markdown))
+    log(f"summary -> {summary_md}, {summary_html}, {summary_parquet}")
 
 
-def plot_eval_curves(runs_file: str | Path, eval_trajectories: Sequence[str | Path], out: str | Path) -> None:
+def plot_task_curves(runs_file: str | Path, trajectories_file: str | Path, task: str, out: str | Path) -> None:
     from metalr import report
 
     runs = read_parquet_files([runs_file]).filter(pl.col("phase") == "eval")
-    report.plot_eval_curves(runs, read_parquet_files(eval_trajectories), out)
-    log(f"evaluation curves -> {out}")
+    report.plot_task_curves(runs, read_parquet_files([trajectories_file]), task, out)
+    log(f"{task}: curves -> {out}")
+
+
+def plot_lr_gallery(runs_file: str | Path, eval_trajectories: Sequence[str | Path], out: str | Path) -> None:
+    from metalr import report
+
+    runs = read_parquet_files([runs_file]).filter(pl.col("phase") == "eval")
+    report.plot_lr_gallery(runs, read_parquet_files(eval_trajectories), out)
+    log(f"LR-schedule gallery -> {out}")
+
+
+def plot_performance_profiles(evaluation_dir: str | Path, out: str | Path) -> None:
+    from metalr import report
+    from metalr.evaluate import Evaluation
+
+    report.plot_performance_profiles(Evaluation.load(evaluation_dir), out)
+    log(f"performance profiles -> {out}")
 
 
 def list_tasks(config: PipelineConfig, layout, out=print) -> None:

@@ -1,79 +1,568 @@
-"""Human-facing output: the summary tables in Markdown and the evaluation plots."""
+"""Human-facing output: the plots, and ``summary.md`` with its tables, intervals and verdicts.
+
+Every figure is drawn by a ``draw_*`` function that returns the figure (so tests can read
+its lines back) and saved by the matching ``plot_*`` function.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from metalr.evaluate import paired_comparison, summarize_runs, verdict
+from metalr.evaluate import Evaluation, is_indicative
+from metalr.evaluate.profiles import TAU_MAX, profile
+from metalr.evaluate.statistics import ALPHA, wilcoxon_min_p
+from metalr.evaluate.targets import EXTERNALLY_TUNED, SELF_TUNING
 from metalr.io import atomic_path
-from metalr.schedulers import META
+from metalr.schedulers import META, SCHEDULER_NAMES
+
+# Metrics are float32: a mean gain within this fraction of the score's size is rounding, not a win or a loss.
+_TIE = 1e-6
+# One colour per scheduler in every figure; the meta-scheduler is the thick black line.
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+def _style(scheduler: str) -> dict:
+    if scheduler == META:
+        return {"color": "black", "linewidth": 2.4, "zorder": 3}
+    index = SCHEDULER_NAMES.index(scheduler) if scheduler in SCHEDULER_NAMES else hash(scheduler)
+    return {"color": _PALETTE[index % len(_PALETTE)], "linewidth": 1.3}
 
 
-def summary_markdown(runs: pl.DataFrame, meta_info: dict, indicative: bool = True) -> str:
-    """Mean ± std of the final test metric per held-out task x scheduler, and meta vs cosine."""
-    evals = runs.filter(pl.col("phase") == "eval")
-    summary = summarize_runs(evals)
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(out).suffix.lstrip(".") or "png")
+    _pyplot().close(fig)
+
+
+def _untuned(runs: pl.DataFrame) -> pl.DataFrame:
+    """The self-tuning framing's runs: every scheduler at the task's default base LR."""
+    return runs.filter(pl.col("lr_multiplier") == 1.0)
+
+
+# --- curves -----------------------------------------------------------------------------
+
+
+def curve_table(runs: pl.DataFrame, trajectories: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Per (task, scheduler, step) at the default base LR: mean, min and max of ``column`` over seeds."""
+    if column not in trajectories.columns:
+        return pl.DataFrame(schema={"task": pl.String, "scheduler": pl.String, "step": pl.Int32})
+    joined = trajectories.select("run_id", "step", column).join(
+        _untuned(runs).select("run_id", "task", "scheduler"), on="run_id"
+    )
+    return (
+        joined.drop_nulls(column)
+        .group_by("task", "scheduler", "step")
+        .agg(mean=pl.col(column).mean(), low=pl.col(column).min(), high=pl.col(column).max())
+        .sort("task", "scheduler", "step")
+    )
+
+
+def curve_panels(runs: pl.DataFrame, trajectories: pl.DataFrame) -> list[tuple[str, str, bool]]:
+    """(column, label, log scale) of each panel; curvature only where a probe recorded it."""
+    metric = runs["metric"][0]
+    panels = [
+        (f"val_{metric}", f"validation {metric}", False),
+        ("val_loss", "validation loss", False),
+        ("lr", "learning rate", True),
+        ("loss_ema", "train loss (EMA)", True),
+        ("grad_norm", "gradient norm", True),
+    ]
+    if "curv_lambda_max" in trajectories.columns and trajectories["curv_lambda_max"].drop_nulls().len():
+        panels.append(("curv_lambda_max", "Hessian λ_max", True))
+    return panels
+
+
+def draw_task_curves(runs: pl.DataFrame, trajectories: pl.DataFrame, task: str):
+    """One task: a panel per curve, one line per scheduler (mean over seeds) with a min-max band."""
+    plt = _pyplot()
+    runs = runs.filter(pl.col("task") == task)
+    panels = curve_panels(runs, trajectories)
+    cols = 3
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+    for ax, (column, label, log_scale) in zip(axes.flat, panels, strict=False):
+        table = curve_table(runs, trajectories, column)
+        for (scheduler,), curve in sorted(table.partition_by("scheduler", as_dict=True).items()):
+            style = _style(scheduler)
+            ax.fill_between(curve["step"], curve["low"], curve["high"], color=style["color"], alpha=0.15, lw=0)
+            ax.plot(curve["step"], curve["mean"], label=scheduler, **style)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        if log_scale:
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(f"{task}: mean over seeds, band = min..max, default base LR")
+    fig.tight_layout()
+    return fig
+
+
+def plot_task_curves(runs: pl.DataFrame, trajectories: pl.DataFrame, task: str, out: str | Path) -> None:
+    _save(draw_task_curves(runs, trajectories, task), out)
+
+
+def draw_lr_gallery(runs: pl.DataFrame, trajectories: pl.DataFrame):
+    """One panel per scheduler: LR / base LR against training progress, one line per held-out task."""
+    plt = _pyplot()
+    joined = trajectories.select("run_id", "progress", "lr").join(
+        _untuned(runs).select("run_id", "task", "scheduler", "base_lr"), on="run_id"
+    )
+    table = (
+        joined.group_by("scheduler", "task", "progress")
+        .agg(multiplier=(pl.col("lr") / pl.col("base_lr")).mean())
+        .sort("scheduler", "task", "progress")
+    )
+    schedulers = sorted(table["scheduler"].unique().to_list(), key=lambda s: (s == META, s))
+    cols = min(3, len(schedulers))
+    rows = -(-len(schedulers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    for ax, scheduler in zip(axes.flat, schedulers, strict=False):
+        for (task,), curve in sorted(
+            table.filter(pl.col("scheduler") == scheduler).partition_by("task", as_dict=True).items()
+        ):
+            ax.plot(curve["progress"], curve["multiplier"], label=task, linewidth=1.2)
+        ax.set_title(scheduler, fontsize=10, fontweight="bold" if scheduler == META else "normal")
+        ax.set_yscale("log")
+        ax.set_xlabel("training progress")
+    for ax in list(axes.flat)[len(schedulers) :]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("LR / base LR (mean over seeds)")
+    axes.flat[len(schedulers) - 1].legend(fontsize=7)
+    fig.suptitle("LR schedules on the held-out tasks, default base LR")
+    fig.tight_layout()
+    return fig
+
+
+def plot_lr_gallery(runs: pl.DataFrame, trajectories: pl.DataFrame, out: str | Path) -> None:
+    _save(draw_lr_gallery(runs, trajectories), out)
+
+
+def draw_performance_profiles(evaluation: Evaluation):
+    """Per framing: rho(tau), the fraction of tasks a scheduler reaches the target within tau x the fastest."""
+    plt = _pyplot()
+    framings = evaluation.framings
+    fig, axes = plt.subplots(1, len(framings), figsize=(5.5 * len(framings), 4.0), squeeze=False)
+    taus = np.linspace(1.0, TAU_MAX, 301)
+    for ax, framing in zip(axes.flat, framings, strict=True):
+        ratios = evaluation.profile_ratios.filter(pl.col("framing") == framing)
+        scores = dict(
+            evaluation.profile_scores.filter(pl.col("framing") == framing).select("scheduler", "score").iter_rows()
+        )
+        curves = profile(ratios, taus)
+        for (scheduler,), curve in sorted(curves.partition_by("scheduler", as_dict=True).items()):
+            ax.step(
+                curve["tau"],
+                curve["rho"],
+                where="post",
+                label=f"{scheduler} ({scores[scheduler]:.2f})",
+                **_style(scheduler),
+            )
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("τ (time to target ÷ fastest scheduler's)")
+        ax.set_ylabel("fraction of held-out tasks")
+        ax.set_title(f"{framing}")
+        ax.legend(fontsize=8, title="integrated score", title_fontsize=8)
+    fig.suptitle("Performance profiles: optimizer steps to the validation target")
+    fig.tight_layout()
+    return fig
+
+
+def plot_performance_profiles(evaluation: Evaluation, out: str | Path) -> None:
+    _save(draw_performance_profiles(evaluation), out)
+
+
+# --- summary.md -------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _ci(mean: float | None, low: float | None, high: float | None, digits: int = 4, signed: bool = False) -> str:
+    if mean is None:
+        return "n/a"
+    head = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    if low is None:
+        return head
+    return f"{head} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
+
+
+def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """Meta-scheduler first, then the baselines by name."""
+    return frame.with_columns(_meta_last=pl.col("scheduler") != META).sort("_meta_last", "scheduler").drop("_meta_last")
+
+
+def _size_limits(evaluation: Evaluation) -> list[str]:
+    comparisons, across = evaluation.comparisons, evaluation.across_tasks
+    lines = []
+    tested = (
+        comparisons.drop_nulls("wilcoxon_min_p") if "wilcoxon_min_p" in comparisons.columns else comparisons.clear()
+    )
+    unreachable = tested.filter(pl.col("wilcoxon_min_p") >= ALPHA)
+    if unreachable.height:
+        n = int(unreachable["n_pairs"].max())
+        lines.append(
+            f"- With {n} seeds per task, an exact two-sided Wilcoxon signed-rank test cannot go below "
+            f"p = {wilcoxon_min_p(n):.4g}, so it can never reach p < {ALPHA}; those per-task verdicts rest on "
+            'the paired t-test alone and say "(t-test only)".'
+        )
+    if across.height and (across["wilcoxon_min_p"] >= ALPHA).any():
+        n = int(across["n_tasks"].max())
+        lines.append(
+            f"- With {n} held-out tasks, the across-task Wilcoxon test cannot go below p = {wilcoxon_min_p(n):.4g}, "
+            f"so no across-task verdict can be significant at {ALPHA}."
+        )
+    return lines
+
+
+def _standing(evaluation: Evaluation) -> list[str]:
+    """Plain sentences: where the meta-scheduler wins and, above all, where it loses."""
+    lines = []
+    tested = evaluation.comparisons.filter(pl.col("scheduler") != META).drop_nulls("meta_gain")
+    for framing in evaluation.framings:
+        rows = tested.filter(pl.col("framing") == framing)
+        tie = _TIE * pl.max_horizontal(pl.col("mean").abs(), pl.lit(1.0))
+        losses = rows.filter(pl.col("meta_gain") < -tie).sort("meta_gain")
+        wins = rows.filter(pl.col("meta_gain") > tie)
+        significant_losses = losses.filter(pl.col("verdict").str.starts_with("meta worse"))
+        lines.append(
+            f"- **{framing}**: of {rows.height} (task, baseline) pairs, the meta-scheduler's mean test metric is "
+            f"better on {wins.height}, worse on {losses.height}, "
+            f"and significantly worse on {significant_losses.height}."
+        )
+        where = "; ".join(
+            f"{r['task']} vs {r['scheduler']}{_lr_note(r)} ({r['meta_gain']:+.4f} {r['metric']}, {r['verdict']})"
+            for r in losses.iter_rows(named=True)
+        )
+        lines.append(f"  - It loses on: {where or 'none'}.")
+        scores = evaluation.profile_scores.filter(pl.col("framing") == framing)
+        meta_score = scores.filter(pl.col("scheduler") == META)["score"]
+        if len(meta_score):
+            rank = 1 + int((scores["score"] > meta_score[0]).sum())
+            lines.append(
+                f"  - Time to target: performance-profile score {meta_score[0]:.3f}, rank {rank} of {scores.height} "
+                f"(ties share a rank; best: {scores['scheduler'][0]}, {scores['score'][0]:.3f})."
+            )
+    return lines
+
+
+def _lr_note(row: dict) -> str:
+    return "" if row["lr_multiplier"] == 1.0 else f" (LR x{row['lr_multiplier']:.3g})"
+
+
+def _task_tables(evaluation: Evaluation, framing: str) -> list[str]:
+    lines = []
+    frame = evaluation.comparisons.filter(pl.col("framing") == framing)
+    targets = {r["task"]: r for r in evaluation.targets.iter_rows(named=True)}
+    for (task,), rows in sorted(frame.partition_by("task", as_dict=True).items()):
+        first = rows.row(0, named=True)
+        arrow = "higher is better" if first["higher_is_better"] else "lower is better"
+        target = targets.get(task, {})
+        lines += [
+            f"#### {task} ({framing}; test {first['metric']}, {arrow}; "
+            f"validation target {_fmt(target.get('metric_target'))})",
+            "",
+        ]
+        body = []
+        for r in _ordered(rows).iter_rows(named=True):
+            tested = r.get("verdict") is not None
+            body.append(
+                [
+                    f"**{r['scheduler']}**" if r["scheduler"] == META else r["scheduler"],
+                    f"x{r['lr_multiplier']:.3g}",
+                    _ci(r["mean"], r["ci_low"], r["ci_high"]),
+                    _ci(r["norm_mean"], r["norm_ci_low"], r["norm_ci_high"], 3),
+                    _ci(r["meta_gain"], r["meta_gain_ci_low"], r["meta_gain_ci_high"], signed=True) if tested else "",
+                    _p(r["t_p"]) if tested else "",
+                    _p(r["wilcoxon_p"]) if tested else "",
+                    r["verdict"] if tested else "",
+                    f"{r['n_diverged']}/{r['n_runs']}",
+                ]
+            )
+        lines += _table(
+            [
+                "scheduler",
+                "base LR",
+                "test metric [95% CI]",
+                "normalised [95% CI]",
+                "meta − this [95% CI]",
+                "t-test p",
+                "Wilcoxon p",
+                "verdict",
+                "diverged",
+            ],
+            body,
+        )
+    return lines
+
+
+def _across_table(evaluation: Evaluation) -> list[str]:
+    rows = [
+        [
+            r["framing"],
+            r["scheduler"],
+            str(r["n_tasks"]),
+            f"{r['meta_wins']}/{r['meta_losses']}",
+            _ci(r["mean_norm_gain"], r["ci_low"], r["ci_high"], 4, signed=True),
+            _p(r["wilcoxon_p"]),
+            _p(r["holm_p"]),
+            r["verdict"],
+        ]
+        for r in evaluation.across_tasks.iter_rows(named=True)
+    ]
+    return _table(
+        [
+            "framing",
+            "meta vs",
+            "tasks",
+            "meta wins/losses",
+            "mean normalised gain [95% CI]",
+            "Wilcoxon p",
+            "Holm p",
+            "verdict",
+        ],
+        rows,
+    )
+
+
+def _hits(rate: float | None, steps: float | None, epochs: float | None, seconds: float | None) -> list[str]:
+    if rate is None:
+        return ["n/a", "", "", ""]
+    return [f"{rate:.0%}", _fmt(steps, 0), _fmt(epochs, 2), _fmt(seconds, 2)]
+
+
+def _target_tables(evaluation: Evaluation) -> list[str]:
+    targets = [
+        [
+            r["task"],
+            f"{_fmt(r['metric_target'])} ({r['metric_target_from']})",
+            f"{_fmt(r['loss_target'])} ({r['loss_target_from']})",
+            r["targets_from"],
+        ]
+        for r in evaluation.targets.iter_rows(named=True)
+    ]
+    lines = _table(["task", "validation-metric target (set by)", "validation-loss threshold (set by)", "from"], targets)
+    for framing in evaluation.framings:
+        frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == framing)).sort("task", maintain_order=True)
+        body = [
+            [r["task"], r["scheduler"] + _lr_note(r)]
+            + _hits(
+                r["target_hit_rate"], r["target_median_steps"], r["target_median_epochs"], r["target_median_seconds"]
+            )
+            + _hits(
+                r["loss_target_hit_rate"],
+                r["loss_target_median_steps"],
+                r["loss_target_median_epochs"],
+                r["loss_target_median_seconds"],
+            )
+            for r in frame.iter_rows(named=True)
+        ]
+        lines += [f"**{framing}** (medians over the runs that hit; a miss is never averaged)", ""]
+        lines += _table(
+            [
+                "task",
+                "scheduler",
+                "metric hit rate",
+                "steps",
+                "epochs",
+                "train s",
+                "loss hit rate",
+                "steps",
+                "epochs",
+                "train s",
+            ],
+            body,
+        )
+    return lines
+
+
+def _profile_table(evaluation: Evaluation) -> list[str]:
+    rows = [
+        [r["framing"], r["scheduler"], f"{r['score']:.3f}", f"{r['solved']}/{r['tasks']}"]
+        for r in evaluation.profile_scores.iter_rows(named=True)
+    ]
+    return _table(["framing", "scheduler", "integrated score over τ ∈ [1, 4]", "tasks within 4x"], rows)
+
+
+def _dynamics_table(evaluation: Evaluation) -> list[str]:
+    frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == SELF_TUNING)).sort("task", maintain_order=True)
+    extra = [c for c in frame.columns if c.startswith("mean_unc_")]
+    body = [
+        [
+            r["task"],
+            r["scheduler"],
+            _fmt(r["final_train_loss"]),
+            _fmt(r["final_val_loss"]),
+            _fmt(r["convergence_epoch"], 2),
+            _fmt(r["val_auc"]),
+            f"{r['train_loss_var']:.2e}" if r["train_loss_var"] is not None else "n/a",
+            f"{r['val_loss_var']:.2e}" if r["val_loss_var"] is not None else "n/a",
+            _fmt(r["lr_changes"], 0),
+            _fmt(r["lr_change_mean"], 4),
+            f"{r['divergence_rate']:.0%}",
+            *(_fmt(r[c]) for c in extra),
+        ]
+        for r in frame.iter_rows(named=True)
+    ]
+    return _table(
+        [
+            "task",
+            "scheduler",
+            "final train loss",
+            "final val loss",
+            "convergence epoch",
+            "val-curve mean",
+            "train-loss var",
+            "val-loss var",
+            "LR changes",
+            "mean size (Δ ln LR)",
+            "diverged",
+            *(c.removeprefix("mean_") for c in extra),
+        ],
+        body,
+    )
+
+
+def _overhead_table(evaluation: Evaluation) -> list[str]:
+    frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == SELF_TUNING)).sort("task", maintain_order=True)
+    extra = [c for c in frame.columns if c.startswith("mean_res_")]
+    body = [
+        [
+            r["task"],
+            r["scheduler"],
+            _fmt(None if r["step_time_median_s"] is None else r["step_time_median_s"] * 1000, 3),
+            _fmt(None if r["overhead_s"] is None else r["overhead_s"] * 1000, 3),
+            _fmt(r["train_time_s"], 2),
+            _fmt(r["wall_time_s"], 2),
+            *(_fmt(r[c]) for c in extra),
+        ]
+        for r in frame.iter_rows(named=True)
+    ]
+    return _table(
+        [
+            "task",
+            "scheduler",
+            "median step ms",
+            "overhead vs constant ms",
+            "training s / run",
+            "wall s / run",
+            *(c.removeprefix("mean_") for c in extra),
+        ],
+        body,
+    )
+
+
+def _tuned_lr_table(evaluation: Evaluation) -> list[str]:
+    wide = evaluation.tuned_lr.pivot(on="scheduler", index="task", values="lr_multiplier").sort("task")
+    schedulers = [c for c in wide.columns if c != "task"]
+    body = [[r["task"], *(f"x{r[s]:.3g}" for s in schedulers)] for r in wide.iter_rows(named=True)]
+    return _table(["task", *schedulers], body)
+
+
+def summary_markdown(evaluation: Evaluation, meta_info: dict, collect_runs: pl.DataFrame) -> str:
+    """The whole results page: where the meta-scheduler stands, then every table behind it."""
+    runs = evaluation.run_metrics
+    n_tasks, n_seeds = runs["task"].n_unique(), runs["seed"].n_unique()
+    indicative = is_indicative(n_tasks, n_seeds)
     lines = ["# metalr results", ""]
     if indicative:
         lines += [
-            "Verdicts below are **indicative**: few seeds and small tasks. Aggregate claims need `config/bench.yaml`.",
+            f"**Indicative only**: {n_tasks} held-out tasks × {n_seeds} seeds. Aggregate claims need "
+            "`config/bench.yaml` (at least 12 held-out tasks and 10 seeds).",
             "",
         ]
+    else:
+        lines += [f"{n_tasks} held-out tasks × {n_seeds} seeds.", ""]
+    lines += [*_size_limits(evaluation), "", "## Where the meta-scheduler stands", "", *_standing(evaluation), ""]
     lines += [
-        "## Final test metric on held-out tasks",
+        "## How to read this",
         "",
-        "Diverged or failed runs score the trivial baseline's metric (majority class / train mean).",
+        "- **score**: the final test metric at the budget; a diverged or failed run scores the trivial "
+        "baseline's metric (majority class / train mean).",
+        "- **normalised score**: per seed, the score relative to untuned cosine on the same task "
+        "(above 1 = better than cosine, whatever the metric's direction).",
+        "- **self-tuning**: every scheduler at the task's default base LR. **externally tuned**: each baseline at "
+        "the grid point with the best median final *validation* metric; the meta-scheduler stays self-tuning.",
+        "- **meta − this**: the meta-scheduler's test score minus this scheduler's, paired by seed, signed so "
+        "positive means the meta-scheduler is better. Verdicts need the paired t-test and the Wilcoxon "
+        f"signed-rank test both below p = {ALPHA}. Intervals are 95% percentile bootstraps of the mean.",
+        "- Timings were taken on whatever machine ran the pipeline; on a shared machine they are noisy.",
+        "",
+        "## Final test metric per held-out task",
         "",
     ]
-    for task in summary["task"].unique(maintain_order=True):
-        rows = summary.filter(pl.col("task") == task)
-        first = rows.row(0, named=True)
-        arrow = "higher is better" if first["higher_is_better"] else "lower is better"
-        lines += [
-            f"### {task} (test {first['metric']}, {arrow})",
-            "",
-            "| scheduler | mean | std | runs | diverged | failed |",
-            "|---|---|---|---|---|---|",
-        ]
-        ordered = rows.sort("mean", descending=first["higher_is_better"])
-        for r in ordered.iter_rows(named=True):
-            lines.append(
-                f"| {r['scheduler']} | {_fmt(r['mean'])} | {_fmt(r['std'])} | {r['n_runs']} | "
-                f"{r['n_diverged']} | {r['n_failed']} |"
-            )
-        lines.append("")
-    if META in evals["scheduler"].unique().to_list() and "cosine" in evals["scheduler"].unique().to_list():
-        comparison = paired_comparison(evals, META, "cosine")
-        lines += [
-            "## Meta-scheduler against cosine (paired by seed)",
-            "",
-            "| task | seeds | mean gain | wins | losses | verdict |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in comparison.iter_rows(named=True):
-            lines.append(
-                f"| {r['task']} | {r['n']} | {r['mean_gain']:+.4f} | {r['wins']} | {r['losses']} | {verdict(r)} |"
-            )
-        worse = [r["task"] for r in comparison.iter_rows(named=True) if verdict(r) == "worse"]
-        better = [r["task"] for r in comparison.iter_rows(named=True) if verdict(r) == "better"]
-        lines += [
-            "",
-            f"The meta-scheduler beats cosine on {len(better)} of {comparison.height} held-out tasks "
-            f"and loses on {len(worse)}" + (f" ({', '.join(worse)})." if worse else "."),
-            "",
-        ]
+    for framing in evaluation.framings:
+        lines += [f"### {framing}", "", *_task_tables(evaluation, framing)]
+    lines += [
+        "## Across tasks",
+        "",
+        "Per task, the mean over seeds of the meta-scheduler's normalised score minus the baseline's; a Wilcoxon "
+        "signed-rank test across tasks; Holm's correction over the baselines of each framing.",
+        "",
+        *_across_table(evaluation),
+        "## Time to target",
+        "",
+        "Target: the median over seeds of the best tuned baseline's final validation metric (untuned where no "
+        "grid was run); the validation-loss threshold likewise. Hit rate over all runs; steps, epochs and "
+        "training seconds are medians over the runs that hit.",
+        "",
+        *_target_tables(evaluation),
+        "## Performance profiles",
+        "",
+        "Time = median over seeds of optimizer steps to the validation-metric target (a miss is infinite). "
+        "Score = area under ρ(τ) over τ ∈ [1, 4] divided by 3, as in AlgoPerf. See `plots/performance_profiles.png`.",
+        "",
+        *_profile_table(evaluation),
+        "## Training dynamics (self-tuning framing)",
+        "",
+        "Convergence epoch: the last evaluation that improved the validation loss by more than 1% of the best so far "
+        "(median over finished runs). Val-curve mean: area under the validation-metric curve over training "
+        "progress, divided by its span. Variances: over the second half of the budget, where the trend has "
+        "flattened. LR changes: steps whose LR differs from the previous step's.",
+        "",
+        *_dynamics_table(evaluation),
+        "## Overhead and resources (self-tuning framing)",
+        "",
+        "Median step time per run, median over seeds; overhead against the constant-LR loop on the same task.",
+        "",
+        *_overhead_table(evaluation),
+    ]
+    if EXTERNALLY_TUNED in evaluation.framings:
+        lines += ["## Base LR chosen on validation data (externally tuned framing)", "", *_tuned_lr_table(evaluation)]
     fit = meta_info.get("fit", {})
-    collect = runs.filter(pl.col("phase").is_in(["collect", "metaval"]))
     lines += [
         "## Meta-training compute",
         "",
-        f"- trajectory collection: {collect.height} runs, {collect['wall_time_s'].sum():.1f} s of training",
+        f"- trajectory collection: {collect_runs.height} runs, {collect_runs['wall_time_s'].sum():.1f} s of training",
         f"- meta-learner fit: {fit.get('wall_time_s', float('nan')):.1f} s, "
         f"{fit.get('epochs_run', 0)} epochs (best {fit.get('best_epoch', 0)}), "
         f"{fit.get('n_train_sequences', 0)} training sequences",
@@ -84,37 +573,15 @@ def summary_markdown(runs: pl.DataFrame, meta_info: dict, indicative: bool = Tru
     return "\n".join(lines)
 
 
-def plot_eval_curves(runs: pl.DataFrame, trajectories: pl.DataFrame, out: str | Path) -> None:
-    """Per held-out task: validation loss and LR over steps, one line per scheduler (mean over seeds)."""
-    import matplotlib
+def markdown_to_html(markdown: str, title: str = "metalr results") -> str:
+    """A standalone HTML page of ``markdown`` (tables included), for the Snakemake report."""
+    from markdown_it import MarkdownIt
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    joined = trajectories.join(runs.select("run_id", "task", "scheduler"), on="run_id")
-    tasks = sorted(joined["task"].unique().to_list())
-    fig, axes = plt.subplots(2, max(len(tasks), 1), figsize=(4.2 * max(len(tasks), 1), 6.5), squeeze=False)
-    for col, task in enumerate(tasks):
-        data = joined.filter(pl.col("task") == task)
-        for scheduler in sorted(data["scheduler"].unique().to_list()):
-            curve = (
-                data.filter(pl.col("scheduler") == scheduler)
-                .group_by("step")
-                .agg(pl.col("val_loss").mean(), pl.col("lr").mean())
-                .sort("step")
-            )
-            val = curve.drop_nulls("val_loss")
-            style = {"linewidth": 2.4, "color": "black"} if scheduler == META else {"linewidth": 1.2}
-            axes[0, col].plot(val["step"], val["val_loss"], marker=".", label=scheduler, **style)
-            axes[1, col].plot(curve["step"], curve["lr"], label=scheduler, **style)
-        axes[0, col].set_title(task)
-        axes[0, col].set_ylabel("validation loss (mean over seeds)")
-        axes[1, col].set_ylabel("learning rate (mean over seeds)")
-        axes[1, col].set_yscale("log")
-        axes[1, col].set_xlabel("optimizer step")
-    if tasks:
-        axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format=Path(out).suffix.lstrip(".") or "png")
-    plt.close(fig)
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;font-size:14px}"
+        "table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "th{background:#f0f0f0}"
+    )
+    head = f"<meta charset='utf-8'><title>{title}</title><style>{style}</style>"
+    return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"

@@ -40,3 +40,29 @@ def test_tasks_lists_every_task_with_modality_sizes_parameters_and_source(repo):
     assert digits[1:3] == ["meta_train", "image"] and digits[6] == "1257/270/270"
     assert int(digits[7].replace(",", "")) == 64 * 16 + 16 + 16 * 10 + 10  # mlp width 16 on 8x8 digits
     assert "scikit-learn load_digits" in lines[1 + [line.split()[0] for line in lines[1:]].index("digits-mlp")]
+
+
+def test_inspect_summarises_a_results_table_per_task_and_scheduler_without_a_config(tmp_path):
+    from metalr.trajectories import runs_frame, write_parquet
+
+    rows = [
+        {"run_id": f"r{i}", "phase": "eval", "task": "t", "scheduler": s, "seed": i, "status": "ok", "test_metric": v}
+        for i, (s, v) in enumerate([("cosine", 0.5), ("cosine", 0.7), ("meta", 0.9)])
+    ]
+    write_parquet(runs_frame(rows), tmp_path / "runs.parquet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "metalr", "--config", str(tmp_path / "absent.yaml"), "inspect", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "3 rows x" in proc.stdout and "per phase x task x scheduler" in proc.stdout
+    cosine = next(line for line in proc.stdout.splitlines() if "cosine" in line and "eval" in line)
+    assert "0.6" in cosine  # mean test metric of 0.5 and 0.7
+
+
+def test_inspect_names_a_missing_path_without_a_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "metalr", "inspect", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr

@@ -19,7 +19,9 @@ def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_
     runs = pl.read_parquet(results / "runs.parquet")
     for phase in ("collect", "metaval", "eval"):
         grid = config.phase_grid(phase)
-        n_schedulers = len(grid.schedulers) + (phase == "eval")  # eval adds the meta-scheduler
+        n_schedulers = len(grid.schedulers)
+        if phase == "eval":  # every baseline on the LR grid, plus the self-tuning meta-scheduler
+            n_schedulers = n_schedulers * len(config.evaluate.lr_multipliers) + 1
         expected = len(config.phase_tasks(phase)) * n_schedulers * grid.seeds
         assert runs.filter(pl.col("phase") == phase).height == expected
     assert runs["run_id"].is_unique().all()
@@ -57,15 +59,38 @@ def test_no_held_out_task_reaches_the_fit(smoke_run):
     assert {t["task"] for t in checkpoint["trained_on"]} == set(config.meta_train)
 
 
-def test_summary_and_plot_are_written(smoke_run):
+def test_summary_shows_every_scheduler_on_every_held_out_task_with_intervals_and_verdicts(smoke_run):
     results, config = smoke_run
     summary = (results / "summary.md").read_text()
-    for task in config.held_out:
-        assert f"### {task}" in summary
-    assert "Meta-scheduler against cosine" in summary
-    table = pl.read_parquet(results / "summary.parquet").filter(pl.col("phase") == "eval")
-    assert table.height == len(config.held_out) * (len(config.evaluate.schedulers) + 1)
-    assert (results / "plots" / "eval_curves.png").stat().st_size > 10_000
+    assert "Indicative only" in summary and "## Where the meta-scheduler stands" in summary
+    table = pl.read_parquet(results / "summary.parquet")
+    schedulers = {*config.evaluate.schedulers, "meta"}
+    for framing in ("self-tuning", "externally tuned"):
+        for task in config.held_out:
+            assert f"#### {task} ({framing};" in summary
+            rows = table.filter((pl.col("framing") == framing) & (pl.col("task") == task))
+            assert set(rows["scheduler"]) == schedulers
+            assert rows.filter(pl.col("scheduler") != "meta")["verdict"].null_count() == 0
+    # Every row carries a bootstrap interval: "mean [low, high]".
+    assert len(re.findall(r"\| \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \|", summary)) >= len(schedulers)
+    for plot in ["performance_profiles.png", "lr_gallery.png", *(f"curves/{t}.png" for t in config.held_out)]:
+        assert (results / "plots" / plot).stat().st_size > 10_000, plot
+    assert "<table>" in (results / "summary.html").read_text()
+
+
+def test_snakemake_report_builds_after_the_run(smoke_run, repo):
+    results, _ = smoke_run
+    cmd = [_snakemake(), "-s", str(repo / "Snakefile"), "--configfile", str(repo / "config" / "smoke.yaml")]
+    proc = subprocess.run(
+        [*cmd, "--cores", "2", "--resources", "gpu=1", "--report", "report.html"],
+        cwd=results.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (results.parent / "report.html").read_text()
+    assert "performance_profiles.png" in html and "summary.html" in html
 
 
 def test_dry_run_of_the_default_config_requests_a_gpu_for_every_training_rule(tmp_path, repo):

@@ -1,5 +1,6 @@
 # Shared state and input functions. No rule holds logic; this file only maps the
 # validated config onto file paths.
+from metalr.evaluate.protocol import EVALUATION_TABLES
 from metalr.paths import ResultsLayout
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
@@ -30,3 +31,11 @@ def phase_trajectories(phase):
 
 def all_runs(wildcards):
     return [f for phase in ("collect", "metaval", "eval") for f in phase_runs(phase)]
+
+
+def evaluation_tables():
+    return [LAYOUT.evaluation_table(name) for name in EVALUATION_TABLES]
+
+
+def eval_trajectories_of_task(wildcards):
+    return LAYOUT.trajectories("eval", wildcards.task)

@@ -32,3 +32,19 @@ rule merge_runs:
         "../../envs/metalr.yaml"
     script:
         "../scripts/merge_runs.py"
+
+
+rule compare_schedulers:
+    input:
+        runs=LAYOUT.runs(),
+        trajectories=phase_trajectories("eval"),
+    output:
+        evaluation_tables(),
+    params:
+        out_dir=LAYOUT.evaluation_dir(),
+    log:
+        LAYOUT.log("compare_schedulers"),
+    conda:
+        "../../envs/metalr.yaml"
+    script:
+        "../scripts/compare_schedulers.py"

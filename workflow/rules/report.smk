@@ -1,10 +1,14 @@
 rule summarize_results:
     input:
+        evaluation=evaluation_tables(),
         runs=LAYOUT.runs(),
         checkpoint_config=rules.fit_meta_learner.output.config,
     output:
-        markdown=report(LAYOUT.summary_md(), caption="../report/summary.rst", category="Summary"),
+        markdown=LAYOUT.summary_md(),
+        html=report(LAYOUT.summary_html(), caption="../report/summary.rst", category="1. Summary"),
         table=LAYOUT.summary_parquet(),
+    params:
+        evaluation_dir=LAYOUT.evaluation_dir(),
     log:
         LAYOUT.log("summarize_results"),
     conda:
@@ -13,15 +17,49 @@ rule summarize_results:
         "../scripts/summarize_results.py"
 
 
-rule plot_eval_curves:
+rule plot_task_curves:
+    input:
+        runs=LAYOUT.runs(),
+        trajectories=eval_trajectories_of_task,
+    output:
+        report(
+            LAYOUT.task_curves_plot("{task}"),
+            caption="../report/task_curves.rst",
+            category="3. Curves per held-out task",
+            labels={"task": "{task}"},
+        ),
+    log:
+        LAYOUT.log("plot_task_curves/{task}"),
+    conda:
+        "../../envs/metalr.yaml"
+    script:
+        "../scripts/plot_task_curves.py"
+
+
+rule plot_performance_profiles:
+    input:
+        evaluation_tables(),
+    output:
+        report(LAYOUT.profiles_plot(), caption="../report/performance_profiles.rst", category="2. Across tasks"),
+    params:
+        evaluation_dir=LAYOUT.evaluation_dir(),
+    log:
+        LAYOUT.log("plot_performance_profiles"),
+    conda:
+        "../../envs/metalr.yaml"
+    script:
+        "../scripts/plot_performance_profiles.py"
+
+
+rule plot_lr_gallery:
     input:
         runs=LAYOUT.runs(),
         trajectories=phase_trajectories("eval"),
     output:
-        report(LAYOUT.eval_plot(), caption="../report/eval_curves.rst", category="Plots"),
+        report(LAYOUT.lr_gallery_plot(), caption="../report/lr_gallery.rst", category="2. Across tasks"),
     log:
-        LAYOUT.log("plot_eval_curves"),
+        LAYOUT.log("plot_lr_gallery"),
     conda:
         "../../envs/metalr.yaml"
     script:
-        "../scripts/plot_eval_curves.py"
+        "../scripts/plot_lr_gallery.py"

@@ -5,4 +5,11 @@ from metalr.pipeline import summarize_results
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with log_to(sm.log[0]):
-    summarize_results(sm.input.runs, Path(sm.input.checkpoint_config).parent, sm.output.table, sm.output.markdown)
+    summarize_results(
+        sm.params.evaluation_dir,
+        sm.input.runs,
+        Path(sm.input.checkpoint_config).parent,
+        sm.output.table,
+        sm.output.markdown,
+        sm.output.html,
+    )

@@ -1,0 +1,82 @@
+import polars as pl
+import pytest
+from conftest import make_task, synthetic_eval
+
+from metalr.evaluate import evaluate_runs
+from metalr.report import curve_panels, curve_table, draw_lr_gallery, draw_task_curves, summary_markdown
+from metalr.train import RunSpec, train_run
+
+SCHEDULERS = ("constant", "step", "cosine")
+
+
+@pytest.fixture(scope="module")
+def real_runs(digits):
+    results = [
+        train_run(RunSpec("eval", make_task(), scheduler, seed), digits) for scheduler in SCHEDULERS for seed in (0, 1)
+    ]
+    runs = pl.concat([r.summary for r in results])
+    trajectories = pl.concat([r.trajectory for r in results])
+    return runs, trajectories
+
+
+def test_each_curve_panel_draws_one_line_per_scheduler_with_the_tables_means(real_runs):
+    runs, trajectories = real_runs
+    fig = draw_task_curves(runs, trajectories, "digits-mlp")
+    panels = curve_panels(runs, trajectories)
+    assert [column for column, _, _ in panels] == ["val_acc", "val_loss", "lr", "loss_ema", "grad_norm"]
+    for ax, (column, _, _) in zip(fig.axes, panels, strict=False):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert sorted(lines) == sorted(SCHEDULERS), column
+        table = curve_table(runs, trajectories, column)
+        for scheduler, line in lines.items():
+            expected = table.filter(pl.col("scheduler") == scheduler).sort("step")
+            assert list(line.get_xdata()) == expected["step"].to_list()
+            assert list(line.get_ydata()) == pytest.approx(expected["mean"].to_list())
+    # By hand: validation every 10 steps of 40, and a constant LR stays at the base LR.
+    lr = {line.get_label(): line for line in fig.axes[2].get_lines()}["constant"]
+    assert list(lr.get_ydata()) == pytest.approx([1e-3] * 40)
+    val = {line.get_label(): line for line in fig.axes[0].get_lines()}["cosine"]
+    assert list(val.get_xdata()) == [10, 20, 30, 40]
+    seeds = trajectories.join(runs.select("run_id", "scheduler"), on="run_id").filter(
+        (pl.col("scheduler") == "cosine") & (pl.col("step") == 40)
+    )
+    assert val.get_ydata()[-1] == pytest.approx(seeds["val_acc"].mean())
+
+
+def test_curvature_panel_appears_only_when_a_probe_recorded_it(real_runs):
+    runs, trajectories = real_runs
+    with_curvature = trajectories.with_columns(curv_lambda_max=pl.col("grad_norm") * 2)
+    panels = [column for column, _, _ in curve_panels(runs, with_curvature)]
+    assert panels[-1] == "curv_lambda_max"
+    fig = draw_task_curves(runs, with_curvature, "digits-mlp")
+    assert len(fig.axes[len(panels) - 1].get_lines()) == len(SCHEDULERS)
+
+
+def test_lr_gallery_has_a_panel_per_scheduler_and_a_line_per_task(real_runs):
+    runs, trajectories = real_runs
+    fig = draw_lr_gallery(runs, trajectories)
+    drawn = [ax for ax in fig.axes if ax.get_lines()]
+    assert sorted(ax.get_title() for ax in drawn) == sorted(SCHEDULERS)
+    step = next(ax for ax in drawn if ax.get_title() == "step").get_lines()[0]
+    assert step.get_ydata()[0] == pytest.approx(1.0) and step.get_ydata()[-1] == pytest.approx(0.01)
+
+
+def test_summary_shows_every_scheduler_on_every_task_and_says_where_meta_loses():
+    scores = {}
+    for task, meta in (("a", [0.90, 0.91, 0.92, 0.93, 0.94]), ("b", [0.70, 0.71, 0.72, 0.73, 0.74])):
+        scores[(task, "meta", 1.0)] = meta
+        for scheduler in ("cosine", "step"):
+            for multiplier in (1 / 3, 1.0, 3.0):
+                scores[(task, scheduler, multiplier)] = [0.80 + 0.01 * s for s in range(5)]
+    runs, trajectories = synthetic_eval(scores)
+    evaluation = evaluate_runs(runs, trajectories, resamples=200)
+    text = summary_markdown(evaluation, {"fit": {}}, runs.clear())
+    assert "**Indicative only**: 2 held-out tasks × 5 seeds" in text
+    assert "cannot go below p = 0.0625" in text
+    for framing in ("self-tuning", "externally tuned"):
+        for task in ("a", "b"):
+            assert f"#### {task} ({framing};" in text
+    # Meta is 0.1 better than both baselines on every seed of a and 0.1 worse on b.
+    assert "| cosine | x1 | 0.8200 [" in text
+    assert "| +0.1000 [0.1000, 0.1000] |" in text and "| 0.0625 | meta better (t-test only) | 0/5 |" in text
+    assert "It loses on: b vs cosine (-0.1000 acc, meta worse (t-test only)); b vs step" in text

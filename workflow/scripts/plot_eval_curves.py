@@ -1,6 +1,0 @@
-from metalr.logs import log_to
-from metalr.pipeline import plot_eval_curves
-
-sm = snakemake  # noqa: F821 (injected by Snakemake)
-with log_to(sm.log[0]):
-    plot_eval_curves(sm.input.runs, list(sm.input.trajectories), sm.output[0])
