@@ -207,10 +207,21 @@ def _ci(mean: float | None, low: float | None, high: float | None, digits: int =
     return f"{head} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+_TASK_HEADER = (
+    "| scheduler | base LR | test metric [95% CI] | normalised [95% CI] "
+    "| meta − this [95% CI] | t-test p | Wilcoxon p | verdict | diverged |"
+)
+_HITS_HEADER = (
+    "| task | scheduler | metric hit rate | steps | epochs | train s | loss hit rate | steps | epochs | train s |"
+)
+
+
+def _table(header: str, rows: Sequence[Sequence[str]], extra: Sequence[str] = ()) -> list[str]:
+    """A Markdown table from its header row (``"| a | b |"``), extra trailing columns, and the body."""
+    names = [h.strip() for h in header.strip("| ").split(" | ")] + list(extra)
     return [
-        "| " + " | ".join(headers) + " |",
-        "|" + "---|" * len(headers),
+        "| " + " | ".join(names) + " |",
+        "|" + "---|" * len(names),
         *("| " + " | ".join(r) + " |" for r in rows),
         "",
     ]
@@ -308,20 +319,7 @@ def _task_tables(evaluation: Evaluation, framing: str) -> list[str]:
                     f"{r['n_diverged']}/{r['n_runs']}",
                 ]
             )
-        lines += _table(
-            [
-                "scheduler",
-                "base LR",
-                "test metric [95% CI]",
-                "normalised [95% CI]",
-                "meta − this [95% CI]",
-                "t-test p",
-                "Wilcoxon p",
-                "verdict",
-                "diverged",
-            ],
-            body,
-        )
+        lines += _table(_TASK_HEADER, body)
     return lines
 
 
@@ -340,24 +338,18 @@ def _across_table(evaluation: Evaluation) -> list[str]:
         for r in evaluation.across_tasks.iter_rows(named=True)
     ]
     return _table(
-        [
-            "framing",
-            "meta vs",
-            "tasks",
-            "meta wins/losses",
-            "mean normalised gain [95% CI]",
-            "Wilcoxon p",
-            "Holm p",
-            "verdict",
-        ],
+        "| framing | meta vs | tasks | meta wins/losses "
+        "| mean normalised gain [95% CI] | Wilcoxon p | Holm p | verdict |",
         rows,
     )
 
 
-def _hits(rate: float | None, steps: float | None, epochs: float | None, seconds: float | None) -> list[str]:
-    if rate is None:
+def _hits(row: dict, prefix: str) -> list[str]:
+    """Hit rate, then median steps, epochs and training seconds of the runs that hit."""
+    if row[f"{prefix}_hit_rate"] is None:
         return ["n/a", "", "", ""]
-    return [f"{rate:.0%}", _fmt(steps, 0), _fmt(epochs, 2), _fmt(seconds, 2)]
+    medians = [row[f"{prefix}_median_{unit}"] for unit in ("steps", "epochs", "seconds")]
+    return [f"{row[f'{prefix}_hit_rate']:.0%}", *(_fmt(m, d) for m, d in zip(medians, (0, 2, 2), strict=True))]
 
 
 def _target_tables(evaluation: Evaluation) -> list[str]:
@@ -370,38 +362,15 @@ def _target_tables(evaluation: Evaluation) -> list[str]:
         ]
         for r in evaluation.targets.iter_rows(named=True)
     ]
-    lines = _table(["task", "validation-metric target (set by)", "validation-loss threshold (set by)", "from"], targets)
+    lines = _table("| task | validation-metric target (set by) | validation-loss threshold (set by) | from |", targets)
     for framing in evaluation.framings:
         frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == framing)).sort("task", maintain_order=True)
         body = [
-            [r["task"], r["scheduler"] + _lr_note(r)]
-            + _hits(
-                r["target_hit_rate"], r["target_median_steps"], r["target_median_epochs"], r["target_median_seconds"]
-            )
-            + _hits(
-                r["loss_target_hit_rate"],
-                r["loss_target_median_steps"],
-                r["loss_target_median_epochs"],
-                r["loss_target_median_seconds"],
-            )
+            [r["task"], r["scheduler"] + _lr_note(r), *_hits(r, "target"), *_hits(r, "loss_target")]
             for r in frame.iter_rows(named=True)
         ]
         lines += [f"**{framing}** (medians over the runs that hit; a miss is never averaged)", ""]
-        lines += _table(
-            [
-                "task",
-                "scheduler",
-                "metric hit rate",
-                "steps",
-                "epochs",
-                "train s",
-                "loss hit rate",
-                "steps",
-                "epochs",
-                "train s",
-            ],
-            body,
-        )
+        lines += _table(_HITS_HEADER, body)
     return lines
 
 
@@ -410,74 +379,56 @@ def _profile_table(evaluation: Evaluation) -> list[str]:
         [r["framing"], r["scheduler"], f"{r['score']:.3f}", f"{r['solved']}/{r['tasks']}"]
         for r in evaluation.profile_scores.iter_rows(named=True)
     ]
-    return _table(["framing", "scheduler", "integrated score over τ ∈ [1, 4]", "tasks within 4x"], rows)
+    return _table("| framing | scheduler | integrated score over τ ∈ [1, 4] | tasks within 4x |", rows)
+
+
+def _per_run_table(evaluation: Evaluation, header: str, cells, probe_prefix: str) -> list[str]:
+    """A self-tuning-framing row per (task, scheduler): ``cells(row)``, then the means of any probes with the prefix."""
+    frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == SELF_TUNING)).sort("task", maintain_order=True)
+    probes = [c for c in frame.columns if c.startswith(probe_prefix)]
+    body = [[r["task"], r["scheduler"], *cells(r), *(_fmt(r[c]) for c in probes)] for r in frame.iter_rows(named=True)]
+    return _table(header, body, extra=[c.removeprefix("mean_") for c in probes])
+
+
+def _sci(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2e}"
+
+
+def _ms(seconds: float | None) -> str:
+    return _fmt(None if seconds is None else seconds * 1000, 3)
 
 
 def _dynamics_table(evaluation: Evaluation) -> list[str]:
-    frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == SELF_TUNING)).sort("task", maintain_order=True)
-    extra = [c for c in frame.columns if c.startswith("mean_unc_")]
-    body = [
-        [
-            r["task"],
-            r["scheduler"],
+    return _per_run_table(
+        evaluation,
+        "| task | scheduler | final train loss | final val loss | convergence epoch "
+        "| val-curve mean | train-loss var | val-loss var | LR changes | mean size (Δ ln LR) | diverged |",
+        lambda r: [
             _fmt(r["final_train_loss"]),
             _fmt(r["final_val_loss"]),
             _fmt(r["convergence_epoch"], 2),
             _fmt(r["val_auc"]),
-            f"{r['train_loss_var']:.2e}" if r["train_loss_var"] is not None else "n/a",
-            f"{r['val_loss_var']:.2e}" if r["val_loss_var"] is not None else "n/a",
+            _sci(r["train_loss_var"]),
+            _sci(r["val_loss_var"]),
             _fmt(r["lr_changes"], 0),
             _fmt(r["lr_change_mean"], 4),
             f"{r['divergence_rate']:.0%}",
-            *(_fmt(r[c]) for c in extra),
-        ]
-        for r in frame.iter_rows(named=True)
-    ]
-    return _table(
-        [
-            "task",
-            "scheduler",
-            "final train loss",
-            "final val loss",
-            "convergence epoch",
-            "val-curve mean",
-            "train-loss var",
-            "val-loss var",
-            "LR changes",
-            "mean size (Δ ln LR)",
-            "diverged",
-            *(c.removeprefix("mean_") for c in extra),
         ],
-        body,
+        "mean_unc_",
     )
 
 
 def _overhead_table(evaluation: Evaluation) -> list[str]:
-    frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == SELF_TUNING)).sort("task", maintain_order=True)
-    extra = [c for c in frame.columns if c.startswith("mean_res_")]
-    body = [
-        [
-            r["task"],
-            r["scheduler"],
-            _fmt(None if r["step_time_median_s"] is None else r["step_time_median_s"] * 1000, 3),
-            _fmt(None if r["overhead_s"] is None else r["overhead_s"] * 1000, 3),
+    return _per_run_table(
+        evaluation,
+        "| task | scheduler | median step ms | overhead vs constant ms | training s / run | wall s / run |",
+        lambda r: [
+            _ms(r["step_time_median_s"]),
+            _ms(r["overhead_s"]),
             _fmt(r["train_time_s"], 2),
             _fmt(r["wall_time_s"], 2),
-            *(_fmt(r[c]) for c in extra),
-        ]
-        for r in frame.iter_rows(named=True)
-    ]
-    return _table(
-        [
-            "task",
-            "scheduler",
-            "median step ms",
-            "overhead vs constant ms",
-            "training s / run",
-            "wall s / run",
-            *(c.removeprefix("mean_") for c in extra),
         ],
-        body,
+        "mean_res_",
     )
 
 
@@ -485,7 +436,7 @@ def _tuned_lr_table(evaluation: Evaluation) -> list[str]:
     wide = evaluation.tuned_lr.pivot(on="scheduler", index="task", values="lr_multiplier").sort("task")
     schedulers = [c for c in wide.columns if c != "task"]
     body = [[r["task"], *(f"x{r[s]:.3g}" for s in schedulers)] for r in wide.iter_rows(named=True)]
-    return _table(["task", *schedulers], body)
+    return _table("| task |", body, extra=schedulers)
 
 
 def summary_markdown(evaluation: Evaluation, meta_info: dict, collect_runs: pl.DataFrame) -> str:
