@@ -98,6 +98,8 @@ def test_a_run_times_its_target_in_steps_epochs_and_training_seconds():
     missed = run_curve_metrics(run, rows, metric_target=0.9, loss_target=None)
     assert missed["steps_to_target"] == math.inf and missed["steps_to_loss_target"] == math.inf
     assert out["lr_changes"] == 0 and out["train_time_s"] == pytest.approx(4.0)
+    unlogged = run_curve_metrics(run | {"metric": "f1"}, rows, metric_target=0.6, loss_target=0.2)
+    assert unlogged["steps_to_target"] == math.inf and unlogged["val_auc"] is None
 
 
 def test_convergence_is_the_last_evaluation_that_improved_by_more_than_one_percent():

@@ -130,8 +130,8 @@ def _column(rows: pl.DataFrame, name: str) -> np.ndarray:
 
 def _time_to(rows: pl.DataFrame, column: str, target: float | None, higher_is_better: bool) -> dict[str, float]:
     """Steps, epochs and training seconds until ``column`` first reaches ``target``; infinite on a miss."""
-    evaluated = rows.filter(pl.col(column).is_not_null())
-    hit = first_hit(_column(evaluated, column), target, higher_is_better) if column in rows.columns else None
+    evaluated = rows.filter(pl.col(column).is_not_null()) if column in rows.columns else rows.clear()
+    hit = first_hit(_column(evaluated, column), target, higher_is_better) if evaluated.height else None
     if hit is None:
         return {"steps": MISS, "epochs": MISS, "seconds": MISS}
     step = int(evaluated["step"][hit])
@@ -146,6 +146,7 @@ def _time_to(rows: pl.DataFrame, column: str, target: float | None, higher_is_be
 def run_curve_metrics(run: dict, rows: pl.DataFrame, metric_target: float | None, loss_target: float | None) -> dict:
     """Everything measured on one run's trajectory (``rows``, sorted by step)."""
     finished = run["status"] == "ok"
+    # A metric the trajectory never logged (an older file, a new metric) just measures nothing.
     val_col = f"val_{run['metric']}"
     evals = rows.filter(pl.col("val_loss").is_not_null())
     late = rows.filter(pl.col("progress") > STABILITY_FROM_PROGRESS)
@@ -154,7 +155,7 @@ def run_curve_metrics(run: dict, rows: pl.DataFrame, metric_target: float | None
     loss_time = _time_to(rows, "val_loss", loss_target, higher_is_better=False)
     plateau = convergence_index(_column(evals, "val_loss")) if finished else None
     n_changes, change_mean, change_max = lr_change_stats(_column(rows, "lr"))
-    metric_evals = rows.filter(pl.col(val_col).is_not_null()) if val_col in rows.columns else rows.clear()
+    metric_evals = rows.filter(pl.col(val_col).is_not_null()) if val_col in rows.columns else None
     step_times = _column(rows, "res_step_time_s")
     out = {
         "run_id": run["run_id"],
@@ -166,7 +167,9 @@ def run_curve_metrics(run: dict, rows: pl.DataFrame, metric_target: float | None
         "seconds_to_loss_target": loss_time["seconds"],
         "convergence_step": None if plateau is None else float(evals["step"][plateau]),
         "convergence_epoch": None if plateau is None else float(evals["epoch"][plateau]),
-        "val_auc": curve_mean(_column(metric_evals, "progress"), _column(metric_evals, val_col)) if finished else None,
+        "val_auc": curve_mean(_column(metric_evals, "progress"), _column(metric_evals, val_col))
+        if finished and metric_evals is not None
+        else None,
         "train_loss_var": sample_variance(_column(late, "loss_train")) if finished else None,
         "val_loss_var": sample_variance(_column(late_evals, "val_loss")) if finished else None,
         "lr_changes": n_changes,
