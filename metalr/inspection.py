@@ -17,6 +17,8 @@ PREFERRED = (
     "mean",
     "norm_mean",
     "meta_gain",
+    "mean_norm_gain",
+    "holm_p",
     "final_val_metric",
     "final_val_loss",
     "steps_to_target",
