@@ -23,7 +23,14 @@ def test_each_curve_panel_draws_one_line_per_scheduler_with_the_tables_means(rea
     runs, trajectories = real_runs
     fig = draw_task_curves(runs, trajectories, "digits-mlp")
     panels = curve_panels(runs, trajectories)
-    assert [column for column, _, _ in panels] == ["val_acc", "val_loss", "lr", "loss_ema", "grad_norm"]
+    assert [column for column, _, _ in panels] == [
+        "val_acc",
+        "val_loss",
+        "lr",
+        "loss_ema",
+        "grad_norm",
+        "curv_lambda_max",
+    ]
     for ax, (column, _, _) in zip(fig.axes, panels, strict=False):
         lines = {line.get_label(): line for line in ax.get_lines()}
         assert sorted(lines) == sorted(SCHEDULERS), column
@@ -43,13 +50,13 @@ def test_each_curve_panel_draws_one_line_per_scheduler_with_the_tables_means(rea
     assert val.get_ydata()[-1] == pytest.approx(seeds["val_acc"].mean())
 
 
-def test_curvature_panel_appears_only_when_a_probe_recorded_it(real_runs):
+def test_curvature_panel_is_skipped_cleanly_when_no_probe_recorded_it(real_runs):
     runs, trajectories = real_runs
-    with_curvature = trajectories.with_columns(curv_lambda_max=pl.col("grad_norm") * 2)
-    panels = [column for column, _, _ in curve_panels(runs, with_curvature)]
-    assert panels[-1] == "curv_lambda_max"
-    fig = draw_task_curves(runs, with_curvature, "digits-mlp")
-    assert len(fig.axes[len(panels) - 1].get_lines()) == len(SCHEDULERS)
+    without = trajectories.with_columns(curv_lambda_max=pl.lit(None, dtype=pl.Float64))
+    panels = [column for column, _, _ in curve_panels(runs, without)]
+    assert "curv_lambda_max" not in panels and panels[-1] == "grad_norm"
+    fig = draw_task_curves(runs, without.drop("curv_lambda_max"), "digits-mlp")
+    assert sum(1 for ax in fig.axes if ax.get_lines()) == len(panels)
 
 
 def test_lr_gallery_has_a_panel_per_scheduler_and_a_line_per_task(real_runs):

@@ -179,8 +179,9 @@ def run_curve_metrics(run: dict, rows: pl.DataFrame, metric_target: float | None
         "train_time_s": float(np.nansum(step_times)),
     }
     # Probes that only some runs record (uncertainty, utilisation, memory): their run mean.
+    # res_data_* describe the dataset, not the resources a run used.
     for name in rows.columns:
-        if name.startswith(("unc_", "res_")) and name != "res_step_time_s":
+        if name.startswith(("unc_", "res_")) and name != "res_step_time_s" and not name.startswith("res_data_"):
             out[f"mean_{name}"] = _optional_mean(_column(rows, name))
     return out
 
