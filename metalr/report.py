@@ -386,8 +386,12 @@ def _per_run_table(evaluation: Evaluation, header: str, cells, probe_prefix: str
     """A self-tuning-framing row per (task, scheduler): ``cells(row)``, then the means of any probes with the prefix."""
     frame = _ordered(evaluation.comparisons.filter(pl.col("framing") == SELF_TUNING)).sort("task", maintain_order=True)
     probes = [c for c in frame.columns if c.startswith(probe_prefix) and frame[c].drop_nulls().len()]
-    body = [[r["task"], r["scheduler"], *cells(r), *(_fmt(r[c]) for c in probes)] for r in frame.iter_rows(named=True)]
+    body = [[r["task"], r["scheduler"], *cells(r), *(_g(r[c]) for c in probes)] for r in frame.iter_rows(named=True)]
     return _table(header, body, extra=[c.removeprefix("mean_") for c in probes])
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _sci(value: float | None) -> str:
