@@ -175,3 +175,25 @@ def test_leakage_check_catches_a_held_out_task_by_id_and_a_renamed_copy_by_hash(
         check_leakage(smoke_config, [clean, by_id])
     with pytest.raises(LeakageError, match="innocent-name"):
         check_leakage(smoke_config, [renamed])
+
+
+def test_protocol_keeps_diverged_and_failed_runs_as_misses_that_score_the_trivial_baseline():
+    from metalr.evaluate import evaluate_runs
+
+    scores = {(task, s, 1.0): [0.8, 0.8, 0.8] for task in ("a", "b") for s in ("cosine", "meta")}
+    runs, trajectories = synthetic_eval(scores)
+    broken = {"eval-a-meta-x1.0-s0": "diverged", "eval-a-meta-x1.0-s1": "failed"}
+    runs = runs.with_columns(
+        status=pl.col("run_id").replace_strict(broken, default="ok"),
+        test_metric=pl.when(pl.col("run_id").is_in(list(broken))).then(None).otherwise(pl.col("test_metric")),
+    )
+    trajectories = trajectories.filter(
+        (pl.col("run_id") != "eval-a-meta-x1.0-s1")  # a failed run logs nothing
+        & ((pl.col("run_id") != "eval-a-meta-x1.0-s0") | (pl.col("step") < 7))  # diverged at step 7
+    )
+    evaluation = evaluate_runs(runs, trajectories, resamples=100)
+    meta = evaluation.comparisons.filter((pl.col("task") == "a") & (pl.col("scheduler") == "meta")).row(0, named=True)
+    assert meta["n_runs"] == 3 and meta["n_diverged"] == 1 and meta["n_failed"] == 1
+    assert meta["divergence_rate"] == pytest.approx(1 / 3)
+    assert meta["mean"] == pytest.approx((0.1 + 0.1 + 0.8) / 3)
+    assert meta["target_hit_rate"] == pytest.approx(1 / 3) and meta["target_median_steps"] == 10.0
