@@ -9,7 +9,6 @@ rule evaluate_schedulers:
     params:
         phase="eval",
         resume_dir=LAYOUT.resume("eval", "{task}"),
-        checkpoint=CHECKPOINT,
     threads: CONFIG.threads
     resources:
         gpu=CONFIG.gpu_per_job,
@@ -40,8 +39,6 @@ rule compare_schedulers:
         trajectories=phase_trajectories("eval"),
     output:
         evaluation_tables(),
-    params:
-        out_dir=LAYOUT.evaluation_dir(),
     log:
         LAYOUT.log("compare_schedulers"),
     conda:

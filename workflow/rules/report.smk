@@ -7,8 +7,6 @@ rule summarize_results:
         markdown=LAYOUT.summary_md(),
         html=report(LAYOUT.summary_html(), caption="../report/summary.rst", category="1. Summary"),
         table=LAYOUT.summary_parquet(),
-    params:
-        evaluation_dir=LAYOUT.evaluation_dir(),
     log:
         LAYOUT.log("summarize_results"),
     conda:
@@ -38,11 +36,9 @@ rule plot_task_curves:
 
 rule plot_performance_profiles:
     input:
-        evaluation_tables(),
+        evaluation=evaluation_tables(),
     output:
         report(LAYOUT.profiles_plot(), caption="../report/performance_profiles.rst", category="2. Across tasks"),
-    params:
-        evaluation_dir=LAYOUT.evaluation_dir(),
     log:
         LAYOUT.log("plot_performance_profiles"),
     conda:

@@ -6,7 +6,7 @@ from metalr.pipeline import summarize_results
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with log_to(sm.log[0]):
     summarize_results(
-        sm.params.evaluation_dir,
+        Path(sm.input.evaluation[0]).parent,
         sm.input.runs,
         Path(sm.input.checkpoint_config).parent,
         sm.output.table,
