@@ -233,25 +233,33 @@ def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _size_limits(evaluation: Evaluation) -> list[str]:
+    """Where a Wilcoxon test cannot reach significance: too few seeds or tasks, or too many ties."""
     comparisons, across = evaluation.comparisons, evaluation.across_tasks
+    tested = comparisons.drop_nulls("wilcoxon_min_p") if "wilcoxon_min_p" in comparisons.columns else None
     lines = []
-    tested = (
-        comparisons.drop_nulls("wilcoxon_min_p") if "wilcoxon_min_p" in comparisons.columns else comparisons.clear()
-    )
-    unreachable = tested.filter(pl.col("wilcoxon_min_p") >= ALPHA)
-    if unreachable.height:
-        n = int(unreachable["n_pairs"].max())
-        lines.append(
-            f"- With {n} seeds per task, an exact two-sided Wilcoxon signed-rank test cannot go below "
-            f"p = {wilcoxon_min_p(n):.4g}, so it can never reach p < {ALPHA}; those per-task verdicts rest on "
-            'the paired t-test alone and say "(t-test only)".'
-        )
+    floor = "its smallest possible two-sided p-value is 2 / 2^n for n non-zero differences"
+    if tested is not None and (unreachable := tested.filter(pl.col("wilcoxon_min_p") >= ALPHA)).height:
+        seeds = int(tested["n_pairs"].max())
+        if wilcoxon_min_p(seeds) >= ALPHA:
+            lines.append(
+                f"- With {seeds} seeds per task, an exact two-sided Wilcoxon signed-rank test cannot go below "
+                f"p = {wilcoxon_min_p(seeds):.4g} ({floor}), so it can never reach p < {ALPHA}; per-task verdicts "
+                'rest on the paired t-test alone and say "(t-test only)".'
+            )
+        else:
+            lines.append(
+                f"- In {unreachable.height} of {tested.height} per-task comparisons at most 5 seeds give the two "
+                f"schedulers different scores (ties drop out), so the Wilcoxon test cannot reach p < {ALPHA} "
+                f'({floor}); those verdicts rest on the paired t-test alone and say "(t-test only)".'
+            )
     if across.height and (across["wilcoxon_min_p"] >= ALPHA).any():
-        n = int(across["n_tasks"].max())
-        lines.append(
-            f"- With {n} held-out tasks, the across-task Wilcoxon test cannot go below p = {wilcoxon_min_p(n):.4g}, "
-            f"so no across-task verdict can be significant at {ALPHA}."
+        tasks = int(across["n_tasks"].max())
+        reason = (
+            f"with {tasks} held-out tasks the across-task Wilcoxon test cannot go below p = {wilcoxon_min_p(tasks):.4g}"
+            if wilcoxon_min_p(tasks) >= ALPHA
+            else "some across-task comparisons have too many tied tasks for the Wilcoxon test"
         )
+        lines.append(f"- {reason[0].upper()}{reason[1:]}, so those verdicts cannot be significant at {ALPHA}.")
     return lines
 
 

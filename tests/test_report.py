@@ -87,3 +87,16 @@ def test_summary_shows_every_scheduler_on_every_task_and_says_where_meta_loses()
     assert "| cosine | x1 | 0.8200 [" in text
     assert "| +0.1000 [0.1000, 0.1000] |" in text and "| 0.0625 | meta better (t-test only) | 0/5 |" in text
     assert "It loses on: b vs cosine (-0.1000 acc, meta worse (t-test only)); b vs step" in text
+
+
+def test_summary_says_which_comparisons_have_too_many_ties_for_wilcoxon():
+    seeds = [0.80 + 0.01 * s for s in range(8)]
+    scores = {
+        ("a", "meta", 1.0): seeds,
+        ("a", "cosine", 1.0): [v - 0.05 for v in seeds],  # 8 differences: Wilcoxon can reach p < 0.05
+        ("a", "step", 1.0): seeds[:5] + [v - 0.05 for v in seeds[5:]],  # 3 differences, 5 ties: it cannot
+    }
+    runs, trajectories = synthetic_eval(scores)
+    text = summary_markdown(evaluate_runs(runs, trajectories, resamples=100), {"fit": {}}, runs.clear())
+    assert "In 1 of 2 per-task comparisons at most 5 seeds give the two schedulers different scores" in text
+    assert "With 8 seeds per task" not in text
