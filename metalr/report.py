@@ -444,6 +444,10 @@ def _overhead_table(evaluation: Evaluation) -> list[str]:
     )
 
 
+def _other_metrics_table(evaluation: Evaluation) -> list[str]:
+    return _per_run_table(evaluation, "| task | scheduler |", lambda r: [], "mean_test_")
+
+
 def _tuned_lr_table(evaluation: Evaluation) -> list[str]:
     wide = evaluation.tuned_lr.pivot(on="scheduler", index="task", values="lr_multiplier").sort("task")
     schedulers = [c for c in wide.columns if c != "task"]
@@ -513,6 +517,11 @@ def summary_markdown(evaluation: Evaluation, meta_info: dict, collect_runs: pl.D
         "flattened. LR changes: steps whose LR differs from the previous step's.",
         "",
         *_dynamics_table(evaluation),
+        "## Every test metric (self-tuning framing)",
+        "",
+        "Mean over the finished runs of every test metric each task logs; the primary one is above.",
+        "",
+        *_other_metrics_table(evaluation),
         "## Overhead and resources (self-tuning framing)",
         "",
         "Median step time per run, median over seeds; overhead against the constant-LR loop on the same task.",

@@ -100,3 +100,12 @@ def test_summary_says_which_comparisons_have_too_many_ties_for_wilcoxon():
     text = summary_markdown(evaluate_runs(runs, trajectories, resamples=100), {"fit": {}}, runs.clear())
     assert "In 1 of 2 per-task comparisons at most 5 seeds give the two schedulers different scores" in text
     assert "With 8 seeds per task" not in text
+
+
+def test_summary_lists_every_test_metric_a_task_logs_beside_the_primary_one():
+    runs, trajectories = synthetic_eval({("a", "meta", 1.0): [0.9, 0.8, 0.7], ("a", "cosine", 1.0): [0.8, 0.7, 0.6]})
+    runs = runs.with_columns(test_acc=pl.col("test_metric"), test_f1=pl.col("test_metric") / 2)
+    text = summary_markdown(evaluate_runs(runs, trajectories, resamples=100), {"fit": {}}, runs.clear())
+    table = text[text.index("## Every test metric") :]
+    assert "| task | scheduler | test_acc | test_f1 |" in table
+    assert "| a | meta | 0.8 | 0.4 |" in table and "| a | cosine | 0.7 | 0.35 |" in table

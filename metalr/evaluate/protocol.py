@@ -121,6 +121,12 @@ def _compare_task(framed: pl.DataFrame, resamples: int) -> list[dict]:
             "wall_time_s": _mean(group["wall_time_s"].to_list()),
         }
         row |= {c: _mean(group[c].to_list()) for c in group.columns if c.startswith("mean_")}
+        # Every other test metric the task logs (F1, AUC, top-5, RMSE, sMAPE, WER), over finished runs.
+        row |= {
+            f"mean_{c}": _mean(group[c].to_list())
+            for c in group.columns
+            if c.startswith("test_") and c not in ("test_metric", "test_loss") and group[c].drop_nulls().len()
+        }
         if scheduler != META and meta:
             pairs = [(meta[r["seed"]]["score"], r["score"]) for r in group.iter_rows(named=True) if r["seed"] in meta]
             test = paired_test([gain(a, b) for a, b in pairs], resamples=resamples)
