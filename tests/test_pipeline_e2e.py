@@ -80,7 +80,7 @@ def test_summary_shows_every_scheduler_on_every_held_out_task_with_intervals_and
 
 def test_snakemake_report_builds_after_the_run(smoke_run, repo):
     results, _ = smoke_run
-    cmd = [_snakemake(), "-s", str(repo / "Snakefile"), "--configfile", str(repo / "config" / "smoke.yaml")]
+    cmd = [snakemake_exe(), "-s", str(repo / "Snakefile"), "--configfile", str(repo / "config" / "smoke.yaml")]
     proc = subprocess.run(
         [*cmd, "--cores", "2", "--resources", "gpu=1", "--report", "report.html"],
         cwd=results.parent,
