@@ -6,6 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from metalr.evaluate.protocol import EVALUATION_TIMING_COLUMNS
 from metalr.trajectories import RUNS_TIMING_COLUMNS, TIMING_COLUMNS
 
 PARQUET_OUTPUTS = ("runs.parquet", "summary.parquet", "trajectories", "runs")
@@ -18,7 +19,8 @@ def _parquet_files(results: Path) -> list[Path]:
 
 def _content(path: Path) -> pl.DataFrame:
     frame = pl.read_parquet(path)
-    return frame.drop([c for c in (*TIMING_COLUMNS, *RUNS_TIMING_COLUMNS) if c in frame.columns])
+    timing = (*TIMING_COLUMNS, *RUNS_TIMING_COLUMNS, *EVALUATION_TIMING_COLUMNS)
+    return frame.drop([c for c in timing if c in frame.columns])
 
 
 def test_two_pipeline_runs_with_the_same_seeds_write_equal_parquet_except_timing(smoke_run, smoke_run_four_gpus):

@@ -21,7 +21,7 @@ from metalr.evaluate.targets import (
     has_grid,
 )
 from metalr.schedulers import META
-from metalr.trajectories import read_parquet_files, write_parquet
+from metalr.trajectories import TIMING_COLUMNS, read_parquet_files, write_parquet
 
 # The plain training loop that overhead is measured against.
 PLAIN_LOOP = "constant"
@@ -241,3 +241,16 @@ def is_indicative(n_tasks: int, n_seeds: int) -> bool:
 
 
 EVALUATION_TABLES = tuple(f.name for f in fields(Evaluation))
+# Columns of the evaluation tables (and summary.parquet) derived from wall-clock time or
+# memory: like the trajectories' TIMING_COLUMNS, they differ between otherwise identical runs.
+EVALUATION_TIMING_COLUMNS = (
+    "wall_time_s",
+    "train_time_s",
+    "step_time_median_s",
+    "overhead_s",
+    "seconds_to_target",
+    "seconds_to_loss_target",
+    "target_median_seconds",
+    "loss_target_median_seconds",
+    *(f"mean_{column}" for column in TIMING_COLUMNS),
+)
