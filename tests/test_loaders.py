@@ -30,7 +30,7 @@ def _config(datasets: dict, tasks: dict):
         "tasks": tasks | {"holdout": {"dataset": "digits", "model": {"family": "mlp", "width": 8}}},
         "splits": {"meta_train": list(tasks), "held_out": ["holdout"]},
         "collect": {"schedulers": ["constant"], "seeds": 1},
-        "evaluate": {"schedulers": ["constant"], "seeds": 1},
+        "evaluate": {"schedulers": ["cosine"], "seeds": 1},
     }
     return parse_config(raw)
 
