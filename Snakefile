@@ -43,8 +43,11 @@ localrules:
     all,
     check_leakage,
     merge_runs,
+    compare_schedulers,
     summarize_results,
-    plot_eval_curves,
+    plot_task_curves,
+    plot_performance_profiles,
+    plot_lr_gallery,
 
 
 rule all:
