@@ -53,6 +53,7 @@ localrules:
 rule all:
     input:
         LAYOUT.runs(),
+        LAYOUT.leakage_report(),
         LAYOUT.summary_md(),
         LAYOUT.summary_html(),
         LAYOUT.summary_parquet(),

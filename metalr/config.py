@@ -162,15 +162,51 @@ class EvalConfig(RunGrid):
 
 
 @dataclass(frozen=True)
+class CollectConfig(RunGrid):
+    lr_spread: float = 1.5
+
+    def lr_multiplier(self, task_id: str, scheduler: str, seed: int) -> float:
+        """10^U(-lr_spread, lr_spread), a pure function of the run's identity."""
+        if self.lr_spread == 0:
+            return 1.0
+        unit = int(stable_hash([task_id, scheduler, seed], 12), 16) / 16**12
+        return float(round(10 ** (self.lr_spread * (2 * unit - 1)), 6))
+
+
+@dataclass(frozen=True)
+class BranchConfig:
+    points: int = 4
+    multipliers: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    hold_fraction: float = 0.1
+    seeds: int = 2
+
+
+@dataclass(frozen=True)
 class MetaConfig:
-    arch: str
-    hidden: int
-    layers: int
-    lr: float
-    epochs: int
-    patience: int
-    decision_fraction: float
-    seed: int
+    arch: str = "lstm"
+    hidden: int = 64
+    layers: int = 1
+    lr: float = 0.003
+    epochs: int = 150
+    patience: int = 25
+    decision_fraction: float = 0.02
+    seed: int = 0
+    architectures: tuple[str, ...] = ("gru", "lstm", "transformer")
+    controls: bool = True
+    ablations: bool = True
+    dagger_rounds: int = 1
+    fallback_z: float = 6.0
+    branching: BranchConfig = BranchConfig()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> MetaConfig:
+        raw = dict(raw)
+        branching = dict(raw.pop("branching", {}))
+        if "multipliers" in branching:
+            branching["multipliers"] = tuple(branching["multipliers"])
+        if "architectures" in raw:
+            raw["architectures"] = tuple(raw["architectures"])
+        return cls(**raw, branching=BranchConfig(**branching))
 
 
 @dataclass(frozen=True)
@@ -190,15 +226,20 @@ class PipelineConfig:
     meta_train: tuple[str, ...]
     meta_val: tuple[str, ...]
     held_out: tuple[str, ...]
-    collect: RunGrid
+    collect: CollectConfig
     evaluate: EvalConfig
     meta: MetaConfig
 
     def phase_tasks(self, phase: str) -> tuple[str, ...]:
-        return {"collect": self.meta_train, "metaval": self.meta_val, "eval": self.held_out}[phase]
+        return {"collect": self.meta_train, "metaval": self.meta_val, "eval": self.held_out}[base_phase(phase)]
 
     def phase_grid(self, phase: str) -> RunGrid:
         return self.evaluate if phase == "eval" else self.collect
+
+    def collection_phases(self, base: str, up_to_round: int | None = None) -> list[str]:
+        """``base`` (collect or metaval) and its on-policy DAgger rounds up to ``up_to_round`` (default: all)."""
+        last = self.meta.dagger_rounds if up_to_round is None else up_to_round
+        return [base] + [on_policy_phase(base, r) for r in range(1, last + 1)]
 
     def task(self, task_id: str) -> TaskSpec:
         if task_id not in self.tasks:
@@ -213,6 +254,20 @@ class PipelineConfig:
         if name not in self.dataset_specs:
             raise ConfigError(f"unknown dataset {name!r}; the config uses: {', '.join(sorted(self.dataset_specs))}")
         return self.dataset_specs[name]
+
+
+def on_policy_phase(base: str, round: int) -> str:
+    """The phase of DAgger round ``round``'s runs: the meta-scheduler of round - 1 on ``base``'s tasks."""
+    return f"{base}-r{round}"
+
+
+def base_phase(phase: str) -> str:
+    """collect-r2 -> collect; the phase whose tasks a (possibly on-policy) phase runs."""
+    return phase.split("-r")[0]
+
+
+def phase_round(phase: str) -> int:
+    return int(phase.split("-r")[1]) if "-r" in phase else 0
 
 
 def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +343,9 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
         meta_train=tuple(splits["meta_train"]),
         meta_val=tuple(splits["meta_val"]),
         held_out=tuple(splits["held_out"]),
-        collect=RunGrid(tuple(raw["collect"]["schedulers"]), raw["collect"]["seeds"]),
+        collect=CollectConfig(
+            tuple(raw["collect"]["schedulers"]), raw["collect"]["seeds"], lr_spread=raw["collect"]["lr_spread"]
+        ),
         evaluate=EvalConfig(
             tuple(raw["evaluate"]["schedulers"]),
             raw["evaluate"]["seeds"],
@@ -296,7 +353,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
             lr_steps=raw["evaluate"]["lr_grid"]["steps"],
             bootstrap_resamples=raw["evaluate"]["bootstrap_resamples"],
         ),
-        meta=MetaConfig(**raw["meta"]),
+        meta=MetaConfig.from_dict(raw["meta"]),
     )
     _check_splits(config)
     return config

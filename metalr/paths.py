@@ -35,8 +35,17 @@ class ResultsLayout:
     def runs(self) -> str:
         return self._path("runs.parquet")
 
-    def checkpoint(self, arch: str) -> str:
-        return self._path("meta", arch)
+    def checkpoint(self, variant: str, round: int) -> str:
+        """A fitted meta-learner (``model.safetensors`` + ``config.json``) of DAgger round ``round``."""
+        return self._path("meta", f"round-{round}", variant)
+
+    def snapshots(self, phase: str, task: str) -> str:
+        """Branch-point states of a collection job's runs, for the branching expert (temporary)."""
+        return self._path("meta", "snapshots", f"phase={phase}", f"task={task}", "snapshots.pt")
+
+    def forks(self, phase: str) -> str:
+        """The branching expert's forks of a collection phase's runs: final validation loss per multiplier."""
+        return self._path("meta", "forks", f"phase={phase}", "part-0.parquet")
 
     def leakage_report(self) -> str:
         return self._path("meta", "leakage_check.json")

@@ -6,7 +6,7 @@ import functools
 import json
 import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
@@ -31,31 +31,60 @@ def prepare_data(config: PipelineConfig, dataset: str, out: str | Path) -> None:
     log(f"{dataset}: {data.info.sizes} ({data.info.modality}, {data.info.kind}) -> {out}")
 
 
-def phase_run_specs(config: PipelineConfig, phase: str, task_id: str, meta_checkpoint: str | None = None):
-    from metalr.schedulers import META
+def phase_run_specs(
+    config: PipelineConfig, phase: str, task_id: str, meta_checkpoints: Mapping[str, str] | None = None
+):
+    """Every run of one task in one phase.
+
+    collect/metaval: the collection grid, each run at a base LR spread over 10^U(-s, s) and
+    snapshotted at the branch points. collect-rN/metaval-rN (DAgger): the meta-scheduler of
+    round N-1 on the same tasks, seeds and spread base LRs. eval: every baseline and every
+    meta-learner variant at each point of the base-LR grid (ablations at the default only).
+    """
+    from metalr.config import phase_round
+    from metalr.meta.branching import branch_steps
+    from metalr.meta.variants import is_ablation
+    from metalr.schedulers import META, is_meta
     from metalr.train import RunSpec
 
-    grid = config.phase_grid(phase)
-    # (scheduler, base-LR multiplier): in eval every baseline also runs on the LR grid of the
-    # externally tuned framing; the meta-scheduler is self-tuning, so only at the default.
-    variants = [(name, 1.0) for name in grid.schedulers]
+    checkpoints = dict(meta_checkpoints or {})
+    task = config.task(task_id)
     if phase == "eval":
-        extra = [m for m in config.evaluate.lr_multipliers if m != 1.0]
-        variants += [(name, m) for name in grid.schedulers for m in extra] + [(META, 1.0)]
-    return [
-        RunSpec(
+        grid = config.evaluate.lr_multipliers
+        # (scheduler, base-LR multipliers): ablations run at the task's default base LR only.
+        variants = [(name, grid) for name in config.evaluate.schedulers]
+        variants += [(name, (1.0,) if is_ablation(name) else grid) for name in checkpoints]
+        seeds, snapshot_steps = config.evaluate.seeds, ()
+    else:
+        names = (META,) if phase_round(phase) else config.collect.schedulers
+        variants = [(name, None) for name in names]
+        seeds = config.collect.seeds
+        branching = config.meta.branching
+        snapshot_steps = tuple(branch_steps(task.budget_steps, branching.points, config.meta.decision_fraction))
+    for name, _ in variants:
+        if is_meta(name) and name not in checkpoints:
+            raise ValueError(f"phase {phase!r} runs {name!r} but no checkpoint was given for it")
+
+    def spec(name: str, seed: int, multiplier: float) -> RunSpec:
+        return RunSpec(
             phase=phase,
-            task=config.task(task_id),
+            task=task,
             scheduler=name,
             seed=seed,
             device=config.device,
             divergence_factor=config.divergence_factor,
             loss_ema_beta=config.loss_ema_beta,
-            meta_checkpoint=meta_checkpoint if name == META else None,
+            meta_checkpoint=checkpoints.get(name),
             lr_multiplier=multiplier,
+            snapshot_steps=snapshot_steps,
         )
-        for seed in range(grid.seeds)
-        for name, multiplier in variants
+
+    return [
+        spec(name, seed, m)
+        for seed in range(seeds)
+        for name, multipliers in variants
+        # Collection draws each run's base-LR multiplier from the run's identity.
+        for m in (multipliers or (config.collect.lr_multiplier(task_id, name, seed),))
     ]
 
 
@@ -80,8 +109,8 @@ def _execute(spec, data_path: str, resume_dir: str | None = None, checkpoint_eve
     checkpoints = None if resume_dir is None else RunCheckpoints(resume_dir, checkpoint_every, min_interval_s)
     done = checkpoints.load_result(spec) if checkpoints else None
     if done is not None:
-        summary, trajectory = done
-        return RunResult(summary.row(0, named=True), trajectory.to_dicts(), skipped=True)
+        summary, trajectory, snapshots = done
+        return RunResult(summary.row(0, named=True), trajectory.to_dicts(), skipped=True, snapshots=snapshots)
     try:
         result = train_run(spec, data, checkpoints)
     except CheckpointError:
@@ -101,8 +130,9 @@ def train_runs(
     trajectories_out: str | Path,
     runs_out: str | Path,
     threads: int = 1,
-    meta_checkpoint: str | Path | None = None,
+    meta_checkpoints: Mapping[str, str | Path] | None = None,
     resume_dir: str | Path | None = None,
+    snapshots_out: str | Path | None = None,
 ) -> None:
     """Train every (scheduler, seed) run of a task in one phase; write trajectories and run rows.
 
@@ -110,7 +140,8 @@ def train_runs(
     ``checkpoint_min_interval_s`` seconds at least) and record themselves when finished, so
     a rerun of a killed job resumes instead of restarting.
     """
-    specs = phase_run_specs(config, phase, task_id, None if meta_checkpoint is None else str(meta_checkpoint))
+    checkpoints = {name: str(path) for name, path in (meta_checkpoints or {}).items()}
+    specs = phase_run_specs(config, phase, task_id, checkpoints)
     resume = None if resume_dir is None else str(resume_dir)
     from metalr.train import resolve_device
 
@@ -160,6 +191,13 @@ def train_runs(
             writer.write(result.trajectory)
     runs = runs_frame([r.row for r in results])
     write_parquet(runs, runs_out)
+    if snapshots_out is not None:
+        import torch
+
+        with atomic_path(snapshots_out) as tmp:
+            torch.save({r.row["run_id"]: r.snapshots for r in results}, tmp)
+        kept = sum(len(r.snapshots) for r in results)
+        log(f"{phase}/{task_id}: {kept} branch-point states of {len(results)} runs -> {snapshots_out}")
     if resume is not None:
         from metalr.resume import RunCheckpoints
 
@@ -175,47 +213,142 @@ def leakage_report(config: PipelineConfig, runs_files: Sequence[str | Path], out
     log(f"leakage check passed: fit reads tasks {report['fit_tasks']}, held out {sorted(report['held_out'])}")
 
 
+def _label_job(spec, data_path: str, snapshots: list[dict], branching) -> list[dict]:
+    from metalr.meta.branching import label_snapshots
+
+    return label_snapshots(spec, _cached_data(data_path), snapshots, branching)
+
+
+def label_branch_points(
+    config: PipelineConfig,
+    phase: str,
+    data_paths: Mapping[str, str | Path],
+    snapshots_paths: Mapping[str, str | Path],
+    forks_out: str | Path,
+    meta_checkpoints: Mapping[str, str | Path] | None = None,
+    threads: int = 1,
+) -> None:
+    """The branching expert on one collection phase: fork every snapshot at every multiplier and seed.
+
+    ``data_paths`` and ``snapshots_paths`` map each task of the phase to its prepared data
+    and to its collection job's snapshots. One job per phase: the forks of a task take
+    seconds, less than a job's start-up.
+    """
+    import torch
+
+    from metalr.meta.branching import forks_frame
+
+    checkpoints = {k: str(v) for k, v in (meta_checkpoints or {}).items()}
+    jobs = []
+    for task_id, snapshots_path in snapshots_paths.items():
+        specs = {s.run_id: s for s in phase_run_specs(config, phase, task_id, checkpoints)}
+        snapshots = torch.load(snapshots_path, map_location="cpu", weights_only=True)
+        jobs += [(specs[run_id], str(data_paths[task_id]), states) for run_id, states in snapshots.items() if states]
+    branching = config.meta.branching
+    forks = len(branching.multipliers) * branching.seeds
+    log(
+        f"{phase}: branching {sum(len(s) for *_, s in jobs)} states of {len(jobs)} runs over "
+        f"{len(snapshots_paths)} tasks, {forks} forks each, on {threads} worker(s)"
+    )
+    rows, started = [], time.perf_counter()
+
+    def report(done: int) -> None:
+        elapsed = time.perf_counter() - started
+        left = elapsed / done * (len(jobs) - done)
+        log(f"{phase}: [{done}/{len(jobs)}] runs branched ({elapsed:.0f} s, ~{left:.0f} s left)")
+
+    if threads <= 1 or len(jobs) <= 1:
+        _init_worker()
+        for done, job in enumerate(jobs, 1):
+            rows += _label_job(*job, branching)
+            report(done)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(threads, mp_context=context, initializer=_init_worker) as pool:
+            futures = [pool.submit(_label_job, *job, branching) for job in jobs]
+            for done, future in enumerate(as_completed(futures), 1):
+                rows += future.result()
+                report(done)
+    frame = forks_frame(rows).sort("run_id", "step", "multiplier", "fork_seed")
+    write_parquet(frame, forks_out)
+    log(f"{phase}: {frame.height} forks, {int(frame['diverged'].sum())} diverged -> {forks_out}")
+
+
 def fit(
     config: PipelineConfig,
-    collect_runs: Sequence[str | Path],
-    collect_trajectories: Sequence[str | Path],
-    metaval_runs: Sequence[str | Path],
-    metaval_trajectories: Sequence[str | Path],
+    variant_name: str,
+    collect: Mapping[str, Sequence[str | Path]],
+    metaval: Mapping[str, Sequence[str | Path]],
     out_dir: str | Path,
 ) -> None:
-    """Fit the meta-learner on phase=collect (early-stopped on phase=metaval) and save a checkpoint."""
+    """Fit one meta-learner variant on the labelled collection runs, early-stopped on meta-validation.
+
+    ``collect`` and ``metaval`` map ``runs``, ``trajectories`` and ``forks`` to their files
+    (every DAgger round so far). The checkpoint records the variant's inputs, the probe
+    cadences they were computed at, the normalisation and the fit.
+    """
+    from metalr.meta.branching import state_labels
     from metalr.meta.checkpoint import save_checkpoint
-    from metalr.meta.dataset import build_sequences
+    from metalr.meta.dataset import build_sequences, select_features, shuffle_across_runs
     from metalr.meta.fit import fit_meta_learner
-    from metalr.meta.inputs import INPUT_FEATURES
+    from metalr.meta.variants import variant
     from metalr.train import resolve_device
 
-    check_leakage(config, [*collect_runs, *metaval_runs])
+    chosen = variant(config.meta, variant_name)
+    check_leakage(config, [*collect["runs"], *metaval["runs"]])
     fraction = config.meta.decision_fraction
-    train = build_sequences(read_parquet_files(collect_runs), read_parquet_files(collect_trajectories), fraction)
-    val = (
-        build_sequences(read_parquet_files(metaval_runs), read_parquet_files(metaval_trajectories), fraction)
-        if metaval_runs
-        else []
-    )
-    log(f"fit: {len(train)} meta-training sequences, {len(val)} meta-validation sequences")
+
+    def sequences(files: Mapping[str, Sequence[str | Path]]):
+        if not files["runs"]:
+            return [], None
+        runs = read_parquet_files(files["runs"])
+        labels = state_labels(read_parquet_files(files["forks"]))
+        found = build_sequences(runs, read_parquet_files(files["trajectories"]), labels, fraction)
+        if chosen.shuffled:
+            budgets = dict(runs.select("run_id", "budget_steps").iter_rows())
+            found = shuffle_across_runs(found, budgets, config.meta.seed)
+        return select_features(found, chosen.features), labels
+
+    train, labels = sequences(collect)
+    val, _ = sequences(metaval)
+    log(f"fit {variant_name}: {len(train)} meta-training sequences, {len(val)} meta-validation sequences")
     device = resolve_device(config.device)
-    model, report = fit_meta_learner(train, val, config.meta, device=device, log=log)
-    trained_on = read_parquet_files(collect_runs).select("task", "task_hash").unique().sort("task").to_dicts()
+    model, report = fit_meta_learner(train, val, config.meta, chosen.arch, device=device, log=log)
+    runs = read_parquet_files(collect["runs"])
+    probes = {config.tasks[t].probes for t in runs["task"].unique().to_list()}
     save_checkpoint(
         model.cpu(),
         {
-            **asdict(config.meta),
-            "features": list(INPUT_FEATURES),
-            "objective": "imitate the best collected schedule per (task, seed)",
-            "trained_on": trained_on,
+            **{k: v for k, v in asdict(config.meta).items() if k not in ("architectures", "controls", "ablations")},
+            "variant": variant_name,
+            "role": chosen.role,
+            "about": chosen.about,
+            "arch": chosen.arch,
+            "features": list(chosen.features),
+            "shuffled_inputs": chosen.shuffled,
+            "probe_cadences": [asdict(p) for p in probes],
+            "normalisation": {
+                "mean": model.input_mean.tolist(),
+                "std": model.input_std.tolist(),
+                "fallback_z": config.meta.fallback_z,
+            },
+            "objective": (
+                "branching expert: per branch point, the LR multiplier with the lowest final validation loss "
+                "(mean over fork seeds), as an absolute log-multiplier on cosine"
+            ),
+            "label_counts": {
+                f"{m:g}": n for m, n in labels.group_by("best_multiplier").len().sort("best_multiplier").iter_rows()
+            },
+            "trained_on": runs.select("task", "task_hash").unique().sort("task").to_dicts(),
+            "trained_on_phases": sorted(runs["phase"].unique().to_list()),
             "fit": asdict(report),
         },
         out_dir,
     )
     log(
-        f"fit: best epoch {report.best_epoch}/{report.epochs_run}, imitation mse train {report.train_loss:.4f} "
-        f"(cosine {report.cosine_train_loss:.4f}), val {report.val_loss} (cosine {report.cosine_val_loss}); "
+        f"fit {variant_name}: best epoch {report.best_epoch}/{report.epochs_run}, label mse train "
+        f"{report.train_loss:.4f} (cosine {report.cosine_train_loss:.4f}), val {report.val_loss} "
+        f"(cosine {report.cosine_val_loss}); {report.n_train_labels} labelled states; "
         f"{report.wall_time_s:.1f} s -> {out_dir}"
     )
 
@@ -246,7 +379,7 @@ def compare_schedulers(
 def summarize_results(
     evaluation_dir: str | Path,
     runs_file: str | Path,
-    checkpoint_dir: str | Path,
+    checkpoint_dirs: Sequence[str | Path],
     summary_parquet: str | Path,
     summary_md: str | Path,
     summary_html: str | Path,
@@ -255,9 +388,9 @@ def summarize_results(
     from metalr.report import markdown_to_html, summary_markdown
 
     evaluation = Evaluation.load(evaluation_dir)
-    collect = read_parquet_files([runs_file]).filter(pl.col("phase").is_in(["collect", "metaval"]))
-    meta_info = json.loads((Path(checkpoint_dir) / "config.json").read_text())
-    markdown = summary_markdown(evaluation, meta_info, collect)
+    collect = read_parquet_files([runs_file]).filter(pl.col("phase") != "eval")
+    infos = [json.loads((Path(d) / "config.json").read_text()) for d in checkpoint_dirs]
+    markdown = summary_markdown(evaluation, {info["variant"]: info for info in infos}, collect)
     write_parquet(evaluation.comparisons, summary_parquet)
     with atomic_path(summary_md) as tmp:
         tmp.write_text(markdown)
@@ -266,10 +399,18 @@ def summarize_results(
     log(f"summary -> {summary_md}, {summary_html}, {summary_parquet}")
 
 
+def _main_protocol(runs: pl.DataFrame) -> pl.DataFrame:
+    """Eval runs of the baselines and the main meta-scheduler (the figures leave out the other variants)."""
+    from metalr.schedulers import META, is_meta
+
+    keep = [s for s in runs["scheduler"].unique().to_list() if s == META or not is_meta(s)]
+    return runs.filter((pl.col("phase") == "eval") & pl.col("scheduler").is_in(keep))
+
+
 def plot_task_curves(runs_file: str | Path, trajectories_file: str | Path, task: str, out: str | Path) -> None:
     from metalr import report
 
-    runs = read_parquet_files([runs_file]).filter(pl.col("phase") == "eval")
+    runs = _main_protocol(read_parquet_files([runs_file]))
     report.plot_task_curves(runs, read_parquet_files([trajectories_file]), task, out)
     log(f"{task}: curves -> {out}")
 
@@ -277,7 +418,7 @@ def plot_task_curves(runs_file: str | Path, trajectories_file: str | Path, task:
 def plot_lr_gallery(runs_file: str | Path, eval_trajectories: Sequence[str | Path], out: str | Path) -> None:
     from metalr import report
 
-    runs = read_parquet_files([runs_file]).filter(pl.col("phase") == "eval")
+    runs = _main_protocol(read_parquet_files([runs_file]))
     report.plot_lr_gallery(runs, read_parquet_files(eval_trajectories), out)
     log(f"LR-schedule gallery -> {out}")
 

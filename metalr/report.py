@@ -455,8 +455,96 @@ def _tuned_lr_table(evaluation: Evaluation) -> list[str]:
     return _table("| task |", body, extra=schedulers)
 
 
-def summary_markdown(evaluation: Evaluation, meta_info: dict, collect_runs: pl.DataFrame) -> str:
+def _meta_variant_tables(evaluation: Evaluation, meta_infos: dict[str, dict]) -> list[str]:
+    """Per variant and base LR: W/T/L against each comparator, the steps-to-target ratio, divergences, fallbacks."""
+    table, runs = evaluation.meta_variants, evaluation.meta_runs
+    if table.is_empty():
+        return ["No meta-learner variant was evaluated.", ""]
+    comparators = sorted(table["comparator"].unique().to_list(), key=lambda c: (c.startswith("meta"), c))
+    per_run = runs.group_by("variant", "lr_multiplier").agg(
+        n_runs=pl.col("n_runs").sum(), n_diverged=pl.col("n_diverged").sum(), fallback=pl.col("fallback_rate").mean()
+    )
+
+    def cell(row: dict) -> str:
+        mark = "*" if row["aggregate"] != "not significant" else ""
+        return f"{row['wins']}/{row['ties']}/{row['losses']} ({_fmt(row['mean_norm_gain'], 3)}{mark})"
+
+    body = []
+    for (name, multiplier), group in sorted(table.partition_by(["variant", "lr_multiplier"], as_dict=True).items()):
+        cells = {r["comparator"]: r for r in group.iter_rows(named=True)}
+        counts = per_run.filter((pl.col("variant") == name) & (pl.col("lr_multiplier") == multiplier)).row(
+            0, named=True
+        )
+        cosine = cells.get("cosine", {})
+        body.append(
+            [
+                f"**{name}**" if name == META else name,
+                f"x{multiplier:g}",
+                *(cell(cells[c]) if c in cells else "—" for c in comparators),
+                _fmt(cosine.get("steps_to_target_ratio"), 2),
+                f"{counts['n_diverged']}/{counts['n_runs']}",
+                _fmt(counts["fallback"], 3),
+            ]
+        )
+    lines = _table(
+        "| variant | base LR |", body, extra=[*comparators, "steps to target / cosine", "diverged", "OOD rate"]
+    )
+    lines += [
+        "Cells: tasks won/tied/lost in a per-task paired test by seed (t-test and Wilcoxon, p < "
+        f"{ALPHA}), then the mean over tasks of the normalised-score gain; `*` marks a Holm-corrected Wilcoxon "
+        "across tasks below the threshold. Every comparator started from the same base LR. Steps to target / "
+        "cosine: median over tasks of the ratio of median steps to the validation target (misses infinite; "
+        "n/a when neither hits). OOD rate: the fraction of decisions whose inputs lay beyond the fallback "
+        "threshold; these runs ran with the fallback off, so the headline numbers include those decisions.",
+        "",
+        "Variants:",
+        "",
+        *(
+            f"- `{name}`: {meta_infos.get(name, {}).get('about', 'n/a')}"
+            for name in sorted(table["variant"].unique().to_list())
+        ),
+        "",
+    ]
+    return lines
+
+
+def _fallback_table(evaluation: Evaluation) -> list[str]:
+    main = evaluation.meta_runs.filter(pl.col("variant") == META) if not evaluation.meta_runs.is_empty() else None
+    if main is None or main.is_empty():
+        return []
+    body = [
+        [r["task"], f"x{r['lr_multiplier']:g}", _fmt(r["fallback_rate"], 3), f"{r['n_diverged']}/{r['n_runs']}"]
+        for r in main.sort("task", "lr_multiplier").iter_rows(named=True)
+    ]
+    return _table("| task | base LR | OOD (fallback) rate | diverged |", body)
+
+
+def _fit_table(meta_infos: dict[str, dict]) -> list[str]:
+    body = []
+    for name, info in sorted(meta_infos.items()):
+        fit = info.get("fit", {})
+        body.append(
+            [
+                name,
+                info.get("arch", "?"),
+                str(len(info.get("features", []))),
+                str(fit.get("n_train_labels", "?")),
+                f"{fit.get('best_epoch', 0)}/{fit.get('epochs_run', 0)}",
+                _fmt(fit.get("val_loss")),
+                _fmt(fit.get("cosine_val_loss")),
+                _fmt(fit.get("wall_time_s"), 1),
+            ]
+        )
+    return _table(
+        "| variant | arch | inputs | labelled states | best/run epochs | meta-val label MSE | cosine (a=0) MSE "
+        "| fit s |",
+        body,
+    )
+
+
+def summary_markdown(evaluation: Evaluation, meta_infos: dict[str, dict], collect_runs: pl.DataFrame) -> str:
     """The whole results page: where the meta-scheduler stands, then every table behind it."""
+    meta_info = meta_infos.get(META, {})
     runs = evaluation.run_metrics
     n_tasks, n_seeds = runs["task"].n_unique(), runs["seed"].n_unique()
     indicative = is_indicative(n_tasks, n_seeds)
@@ -470,6 +558,20 @@ def summary_markdown(evaluation: Evaluation, meta_info: dict, collect_runs: pl.D
     else:
         lines += [f"{n_tasks} held-out tasks × {n_seeds} seeds.", ""]
     lines += [*_size_limits(evaluation), "", "## Where the meta-scheduler stands", "", *_standing(evaluation), ""]
+    lines += [
+        "## Every meta-learner at each base LR",
+        "",
+        "The main model (`meta`), the other architectures, the controls (`meta-progress-only`: progress and "
+        "log(lr/base) only; `meta-shuffled`: state inputs permuted across runs within progress bins) and the "
+        "ablations (one feature group removed, or the resource inputs added; default base LR only), each "
+        "against every baseline started from the same base LR. The features carry signal only where the full "
+        "model wins against `meta-progress-only` in a paired test.",
+        "",
+        *_meta_variant_tables(evaluation, meta_infos),
+        "### Out-of-distribution decisions of the main model per task",
+        "",
+        *_fallback_table(evaluation),
+    ]
     lines += [
         "## How to read this",
         "",
@@ -538,9 +640,11 @@ def summary_markdown(evaluation: Evaluation, meta_info: dict, collect_runs: pl.D
         f"- meta-learner fit: {fit.get('wall_time_s', float('nan')):.1f} s, "
         f"{fit.get('epochs_run', 0)} epochs (best {fit.get('best_epoch', 0)}), "
         f"{fit.get('n_train_sequences', 0)} training sequences",
-        f"- imitation MSE on meta-validation: learner {_fmt(fit.get('val_loss'))}, "
+        f"- label MSE on meta-validation: learner {_fmt(fit.get('val_loss'))}, "
         f"untrained (= cosine) {_fmt(fit.get('cosine_val_loss'))}",
+        f"- objective: {meta_info.get('objective', 'n/a')}; best-multiplier counts {meta_info.get('label_counts', {})}",
         "",
+        *_fit_table(meta_infos),
     ]
     return "\n".join(lines)
 

@@ -48,6 +48,7 @@ class LoopState:
     change_reason: str | None = None  # why the LR changed for the next step
     elapsed_s: float = 0.0  # wall time spent on this run in earlier attempts
     resumed_from: int = 0
+    snapshots: list[dict] = field(default_factory=list)  # branch-point states taken so far
 
 
 def _frame_bytes(frame: pl.DataFrame) -> torch.Tensor:
@@ -144,6 +145,7 @@ class RunCheckpoints:
             "change_reason": loop.change_reason,
             "elapsed_s": loop.elapsed_s,
             "rows": _frame_bytes(trajectory_frame(loop.rows)),
+            "snapshots": loop.snapshots,
         }
         with atomic_path(self._path(spec.run_id, "ckpt")) as tmp:
             torch.save(payload, tmp)
@@ -173,7 +175,14 @@ class RunCheckpoints:
             ) from err
         step = payload["step"]
         return LoopState(
-            step, rows, payload["first_loss"], payload["last_val"], payload["change_reason"], payload["elapsed_s"], step
+            step,
+            rows,
+            payload["first_loss"],
+            payload["last_val"],
+            payload["change_reason"],
+            payload["elapsed_s"],
+            step,
+            payload["snapshots"],
         )
 
     def save_result(self, spec, result) -> None:
@@ -181,19 +190,20 @@ class RunCheckpoints:
             **self._identity(spec),
             "summary": _frame_bytes(result.summary),
             "trajectory": _frame_bytes(result.trajectory),
+            "snapshots": result.snapshots,
         }
         with atomic_path(self._path(spec.run_id, "done")) as tmp:
             torch.save(payload, tmp)
         self._path(spec.run_id, "ckpt").unlink(missing_ok=True)
 
-    def load_result(self, spec) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-        """(summary, trajectory) of a run that finished in an earlier attempt, or None."""
+    def load_result(self, spec) -> tuple[pl.DataFrame, pl.DataFrame, list[dict]] | None:
+        """(summary, trajectory, snapshots) of a run that finished in an earlier attempt, or None."""
         path = self._path(spec.run_id, "done")
         if not path.exists():
             return None
         payload = _load(path, "finished-run record")
         self._check_owner(payload, spec, path)
-        return _bytes_frame(payload["summary"]), _bytes_frame(payload["trajectory"])
+        return _bytes_frame(payload["summary"]), _bytes_frame(payload["trajectory"]), payload["snapshots"]
 
     def clear(self) -> None:
         """Remove the directory, and its parents once empty: called when the job's outputs are written."""

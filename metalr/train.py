@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -17,6 +18,7 @@ from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
 from metalr.features import Probe, StepContext, build_probes, evaluate_split
 from metalr.features.validation import trivial_metric
+from metalr.meta.branching import capture
 from metalr.resume import LoopState, RunCheckpoints, fast_forward
 from metalr.schedulers import build_scheduler
 from metalr.tasks import SplitData, build_model
@@ -36,8 +38,11 @@ class RunSpec:
     divergence_factor: float = 10.0
     loss_ema_beta: float = 0.9
     meta_checkpoint: str | None = None
-    # The externally tuned framing scales the task's default base LR by a grid point.
+    # The externally tuned framing scales the task's default base LR by a grid point;
+    # meta-training collection spreads it over 10^U(-1.5, 1.5).
     lr_multiplier: float = 1.0
+    # Updates after which the branching expert forks the run (meta-training sources only).
+    snapshot_steps: tuple[int, ...] = ()
 
     @property
     def base_lr(self) -> float:
@@ -48,6 +53,7 @@ class RunSpec:
         payload = asdict(self)
         payload.pop("device")
         payload.pop("meta_checkpoint")
+        payload.pop("snapshot_steps")  # what is kept of a run, not what it does
         payload["task"] = self.task.content()
         return stable_hash(payload)
 
@@ -69,6 +75,7 @@ class RunResult:
     rows: list[dict]
     resumed_from: int = 0  # the checkpoint step this attempt started from (0: from scratch)
     skipped: bool = False  # finished in an earlier attempt of the job; not trained again
+    snapshots: list[dict] = dataclasses.field(default_factory=list)  # states at spec.snapshot_steps
 
     @functools.cached_property
     def summary(self) -> pl.DataFrame:
@@ -117,6 +124,8 @@ def scheduler_params(scheduler) -> dict:
             "log_mult",
             "inputs",
             "recurrent",
+            "change_reason",
+            "feature_index",
         )
         and isinstance(v, (int, float, str, bool))
     }
@@ -135,7 +144,9 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
     model = build_model(task.model, info).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(task, params, spec.base_lr)
-    scheduler = build_scheduler(spec.scheduler, optimizer, task.budget_steps, spec.meta_checkpoint)
+    scheduler = build_scheduler(
+        spec.scheduler, optimizer, task.budget_steps, spec.meta_checkpoint, seed=int(spec.config_hash[:8], 16)
+    )
     batches = BatchLoader(splits["train"], info, task.batch_size, spec.seed)
     # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
     probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
@@ -167,6 +178,7 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
     epochs_per_step = task.batch_size / n_train
     rows, first_loss, last_val, change_reason = loop.rows, loop.first_loss, loop.last_val, loop.change_reason
     status = "ok"
+    snapshot_steps, snapshots = frozenset(spec.snapshot_steps), loop.snapshots
     model.train()
     for step in range(loop.step + 1, task.budget_steps + 1):
         tick = time.perf_counter()
@@ -209,6 +221,8 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
             change_reason = getattr(scheduler, "change_reason", None) or type(scheduler).__name__
         row["res_step_time_s"] = time.perf_counter() - tick
         rows.append(row)
+        if step in snapshot_steps:
+            snapshots.append(capture(step, model, optimizer, first_loss))
         if checkpoints is not None and checkpoints.due(step, task.budget_steps):
             loop.step, loop.first_loss, loop.last_val, loop.change_reason = step, first_loss, last_val, change_reason
             loop.elapsed_s += time.perf_counter() - started
@@ -231,7 +245,7 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
         "wall_time_s": loop.elapsed_s + time.perf_counter() - started,
         "device": str(device),
     }
-    return RunResult(summary, rows, resumed_from=loop.resumed_from)
+    return RunResult(summary, rows, resumed_from=loop.resumed_from, snapshots=snapshots if ok else [])
 
 
 def run_identity(spec: RunSpec, data: SplitData) -> dict:

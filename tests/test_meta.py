@@ -1,21 +1,29 @@
 import math
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 from conftest import make_task
 
-from metalr.config import MetaConfig
+from metalr.config import BranchConfig, MetaConfig
+from metalr.meta.branching import branch_steps, fork_lr, forks_frame, label_snapshots, state_labels
 from metalr.meta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from metalr.meta.dataset import build_sequences, select_experts
+from metalr.meta.dataset import Sequence, build_sequences, select_features, shuffle_across_runs
 from metalr.meta.fit import fit_meta_learner
-from metalr.meta.inputs import INPUT_FEATURES, InputBuilder
-from metalr.meta.model import LSTMMetaLearner
+from metalr.meta.inputs import (
+    ALL_FEATURES,
+    CORE_FEATURES,
+    INPUT_FEATURES,
+    PROGRESS_ONLY_FEATURES,
+    InputBuilder,
+    feature_indices,
+)
+from metalr.meta.model import ARCHITECTURES
+from metalr.meta.variants import meta_variants
 from metalr.schedulers import MetaScheduler
 from metalr.train import RunSpec, train_run
 
-META = MetaConfig(arch="lstm", hidden=8, layers=1, lr=0.01, epochs=200, patience=50, decision_fraction=0.1, seed=0)
+META = MetaConfig(hidden=16, lr=0.01, epochs=300, patience=300, decision_fraction=0.1)
 
 
 def _stream(scale):
@@ -26,85 +34,244 @@ def _stream(scale):
             "loss_ema": scale * (2.0 - step / 40),
             "grad_norm": scale * 3 / step,
             "lr": 1e-3 * scale,
+            "curv_lr_lambda": 0.5 if step % 25 == 0 else None,
+            "unc_entropy": scale * 0.3 if step % 10 == 0 else None,
         }
         if step % 10 == 0:
             features["val_loss"] = scale * (2.5 - step / 40)
+            builder.decision_vector()
         builder.update(features)
-    return builder.decision_vector()
+    return builder.decision_vector()[feature_indices(INPUT_FEATURES)]
 
 
 def test_inputs_are_normalised_within_the_run():
     np.testing.assert_allclose(_stream(1.0), _stream(37.0), atol=1e-5)
-    assert len(_stream(1.0)) == len(INPUT_FEATURES)
 
 
-def test_input_builder_survives_nan_and_inf():
+def test_input_builder_survives_nan_inf_and_missing_features():
     builder = InputBuilder(base_lr=1e-3, budget=10)
-    for value in (1.0, float("nan"), float("inf"), None):
-        builder.update({"step": 1, "loss_ema": value, "grad_norm": value, "val_loss": value, "lr": value})
+    for value in (1.0, float("nan"), float("inf"), None, "text"):
+        builder.update({column: value for column in ("step", "loss_ema", "grad_norm", "val_loss", "lr", "upd_ratio")})
+    builder.update({})
     assert np.isfinite(builder.decision_vector()).all()
 
 
-@pytest.fixture(scope="module")
-def collected(digits):
-    results = [
-        train_run(RunSpec("collect", make_task(budget=50), name, seed), digits)
-        for seed in (0, 1)
-        for name in ("constant", "cosine", "exponential")
-    ]
-    return pl.concat([r.summary for r in results]), pl.concat([r.trajectory for r in results])
+def test_sparse_features_are_forward_filled_with_their_age():
+    builder = InputBuilder(base_lr=1e-3, budget=100)
+    builder.update({"step": 10, "val_loss": 2.0, "loss_ema": 1.0})
+    builder.update({"step": 30, "loss_ema": 1.0})
+    vector = dict(zip(ALL_FEATURES, builder.decision_vector(), strict=True))
+    assert vector["val_gap"] == pytest.approx(math.log(2.0))
+    assert vector["val_age"] == pytest.approx(0.2)
+    assert vector["curv_age"] == 1.0  # never seen
 
 
-def test_experts_are_the_lowest_final_val_loss_per_task_and_seed(collected):
-    runs, _ = collected
-    experts = select_experts(runs)
-    assert experts.height == 2
-    for row in experts.iter_rows(named=True):
-        group = runs.filter((pl.col("task") == row["task"]) & (pl.col("seed") == row["seed"]))
-        assert row["final_val_loss"] == group["final_val_loss"].min()
+def test_resources_stay_out_of_the_main_inputs_and_controls_are_what_they_say():
+    assert not any(f.startswith("log_data") or "throughput" in f or "rss" in f for f in INPUT_FEATURES)
+    variants = {v.name: v for v in meta_variants(MetaConfig())}
+    assert variants["meta-progress-only"].features == PROGRESS_ONLY_FEATURES == ("progress", "log_lr_rel")
+    assert variants["meta-shuffled"].shuffled and variants["meta-shuffled"].features == INPUT_FEATURES
+    assert "loss_slope" not in variants["meta-no-loss"].features
+    assert "log_data_size" in variants["meta-plus-resources"].features
+    assert {v.arch for v in variants.values()} == {"gru", "lstm", "transformer"}
 
 
-def test_a_cosine_expert_is_labelled_with_zero_multipliers(collected):
-    runs, trajectories = collected
-    cosine = runs.filter(pl.col("scheduler") == "cosine").head(1).with_columns(final_val_loss=pl.lit(-1.0))
-    (sequence,) = build_sequences(cosine, trajectories, decision_fraction=0.1)
-    np.testing.assert_allclose(sequence.labels, 0.0, atol=1e-6)
-    assert sequence.inputs.shape == (9, len(INPUT_FEATURES))  # decisions at steps 5, 10, ..., 45 of 50
+def test_branch_points_fall_on_decision_steps():
+    steps = branch_steps(budget=300, points=4, decision_fraction=0.02)
+    assert len(steps) == 4 and all(s % 6 == 0 and 0 < s < 300 for s in steps)
 
 
-def test_a_constant_expert_is_labelled_with_the_inverse_cosine_clipped_at_ln10(collected):
-    runs, trajectories = collected
-    constant = runs.filter(pl.col("scheduler") == "constant").head(1).with_columns(final_val_loss=pl.lit(-1.0))
-    (sequence,) = build_sequences(constant, trajectories, decision_fraction=0.1)
-    assert np.all(np.diff(sequence.labels) >= 0) and sequence.labels[0] > 0
-    assert sequence.labels[-1] == pytest.approx(math.log(10))
+def test_a_fork_holds_its_lr_then_anneals_with_cosine_to_zero_at_the_budget():
+    lrs = [fork_lr(step, start=40, lr0=0.2, hold=10, budget=100) for step in range(41, 101)]
+    assert lrs[:10] == [0.2] * 10
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_fit_imitates_the_experts_better_than_untrained_cosine(collected):
-    runs, trajectories = collected
-    sequences = build_sequences(runs, trajectories, decision_fraction=0.1)
-    model, report = fit_meta_learner(sequences, sequences[:1], META, log=lambda _: None)
-    assert report.train_loss < 0.5 * report.cosine_train_loss
-    assert report.best_epoch >= 1
+def _forks(rows):
+    base = {"run_id": "r", "next_lr": 0.1, "base_lr": 0.1, "budget_steps": 100, "diverged": False}
+    return forks_frame([{**base, **row} for row in rows])
 
 
-def test_checkpoint_round_trips_and_drives_a_scheduler(tmp_path):
-    model = LSTMMetaLearner(len(INPUT_FEATURES), hidden=8)
-    torch.nn.init.normal_(model.head.weight)
-    save_checkpoint(
-        model,
-        {"arch": "lstm", "hidden": 8, "layers": 1, "features": list(INPUT_FEATURES), "decision_fraction": 0.1},
-        tmp_path,
+def test_labels_take_the_best_mean_multiplier_ties_to_no_change_and_all_diverged_to_the_smallest():
+    forks = _forks(
+        [
+            {"step": 10, "multiplier": 0.5, "fork_seed": 0, "final_val_loss": 1.0},
+            {"step": 10, "multiplier": 0.5, "fork_seed": 1, "final_val_loss": 3.0},  # mean 2
+            {"step": 10, "multiplier": 2.0, "fork_seed": 0, "final_val_loss": 1.5},
+            {"step": 10, "multiplier": 2.0, "fork_seed": 1, "final_val_loss": 1.5},  # mean 1.5: best
+            {"step": 20, "multiplier": 0.5, "fork_seed": 0, "final_val_loss": 1.0},
+            {"step": 20, "multiplier": 1.0, "fork_seed": 0, "final_val_loss": 1.0},  # tie: no change
+            {"step": 30, "multiplier": 0.5, "fork_seed": 0, "final_val_loss": None, "diverged": True},
+            {"step": 30, "multiplier": 2.0, "fork_seed": 0, "final_val_loss": None, "diverged": True},
+        ]
     )
-    loaded, config = load_checkpoint(tmp_path)
-    for key, value in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[key], value)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    scheduler = MetaScheduler.from_pretrained(tmp_path, optimizer, budget=50)
-    assert scheduler.decision_every == 5
+    labels = {r["step"]: r for r in state_labels(forks).iter_rows(named=True)}
+    assert [labels[s]["best_multiplier"] for s in (10, 20, 30)] == [2.0, 1.0, 0.5]
+    # The source followed base LR 0.1 while cosine at update 11 of 100 is below 1: a_now > 0.
+    cos11 = 0.5 * (1 + math.cos(math.pi * 10 / 100))
+    assert labels[10]["a_now"] == pytest.approx(-math.log(cos11))
+    assert labels[10]["label"] == pytest.approx(-math.log(cos11) + math.log(2.0))
+
+
+@pytest.fixture(scope="module")
+def branched(digits):
+    """Source runs started 30x too low (Adam from 1e-3) and 30x too high (SGD from 0.05), branched on real training."""
+    cfg = BranchConfig(points=2, multipliers=(0.25, 1.0, 4.0), hold_fraction=0.2, seeds=1)
+    steps = tuple(branch_steps(60, cfg.points, 0.1))
+    out = {}
+    for name, optimizer, base_lr, multiplier in (("low", "adam", 1e-3, 0.03), ("high", "sgd", 0.05, 30.0)):
+        task = make_task(budget=60, val_every=10, optimizer=optimizer, base_lr=base_lr)
+        spec = RunSpec("collect", task, "cosine", 0, lr_multiplier=multiplier, snapshot_steps=steps)
+        result = train_run(spec, digits)
+        out[name] = (spec, result, label_snapshots(spec, digits, result.snapshots, cfg))
+    return out
+
+
+def test_the_expert_labels_a_too_low_lr_up_and_a_too_high_lr_down(branched):
+    low = state_labels(forks_frame(branched["low"][2]))
+    high = state_labels(forks_frame(branched["high"][2]))
+    assert (low["best_multiplier"] == 4.0).all(), low
+    assert high["best_multiplier"][0] < 1.0, high  # at the first branch point, before cosine has annealed
+
+
+def test_snapshots_are_taken_at_the_branch_points_without_changing_training(branched, digits):
+    spec, result, _ = branched["low"]
+    assert [s["step"] for s in result.snapshots] == list(spec.snapshot_steps)
+    plain = train_run(RunSpec("collect", spec.task, "cosine", 0, lr_multiplier=0.03), digits)
+    assert [r["loss_train"] for r in plain.rows] == [r["loss_train"] for r in result.rows]
+    assert plain.row["run_id"] == result.row["run_id"]
+
+
+def test_sequences_carry_labels_only_at_branch_points(branched):
+    spec, result, forks = branched["high"]
+    labels = state_labels(forks_frame(forks))
+    (sequence,) = build_sequences(result.summary, result.trajectory, labels, decision_fraction=0.1)
+    assert sequence.inputs.shape == (len(sequence.steps), len(ALL_FEATURES))
+    labelled = sequence.steps[np.isfinite(sequence.labels)]
+    assert list(labelled) == list(spec.snapshot_steps)
+
+
+def _synthetic(n: int, seed: int) -> list[Sequence]:
+    """Label = +1 when the run's loss slope is positive, else -1: only a state-reading model can fit it."""
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for i in range(n):
+        steps = np.arange(10) * 10 + 5  # one decision per progress bin
+        inputs = rng.normal(size=(10, len(ALL_FEATURES))).astype(np.float32)
+        inputs[:, ALL_FEATURES.index("progress")] = steps / 100
+        inputs[:, ALL_FEATURES.index("log_lr_rel")] = 0.0
+        labels = np.where(inputs[:, ALL_FEATURES.index("loss_slope")] > 0, 1.0, -1.0).astype(np.float32)
+        labels[::2] = np.nan
+        sequences.append(Sequence(f"run{i}", steps, inputs, labels))
+    return sequences
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_learns_a_state_dependent_label_that_progress_alone_cannot(arch):
+    train, val = _synthetic(40, 0), _synthetic(10, 1)
+    quiet = lambda _: None  # noqa: E731
+    _, full = fit_meta_learner(
+        select_features(train, INPUT_FEATURES), select_features(val, INPUT_FEATURES), META, arch, log=quiet
+    )
+    _, progress = fit_meta_learner(
+        select_features(train, PROGRESS_ONLY_FEATURES),
+        select_features(val, PROGRESS_ONLY_FEATURES),
+        META,
+        arch,
+        log=quiet,
+    )
+    assert full.val_loss < 0.5 * full.cosine_val_loss
+    assert full.val_loss < 0.5 * progress.val_loss
+
+
+def test_shuffling_permutes_state_inputs_within_progress_bins_and_keeps_progress():
+    sequences = _synthetic(6, 2)
+    shuffled = shuffle_across_runs(sequences, {s.run_id: 100 for s in sequences}, seed=0)
+    core = feature_indices(CORE_FEATURES)
+    state = [i for i in range(len(ALL_FEATURES)) if i not in core]
+    for t in range(10):
+        before = sorted(tuple(s.inputs[t, state]) for s in sequences)
+        after = sorted(tuple(s.inputs[t, state]) for s in shuffled)
+        assert before == after
+        for a, b in zip(sequences, shuffled, strict=True):
+            np.testing.assert_array_equal(a.inputs[t, core], b.inputs[t, core])
+    assert any(not np.array_equal(a.inputs, b.inputs) for a, b in zip(sequences, shuffled, strict=True))
+    for a, b in zip(sequences, shuffled, strict=True):
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def _checkpoint(path, arch="lstm", features=INPUT_FEATURES, head_scale=0.0, fallback_z=6.0):
+    model = ARCHITECTURES[arch](len(features), 8, 1)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.head.weight, std=head_scale)
+    config = {"arch": arch, "hidden": 8, "layers": 1, "features": list(features), "decision_fraction": 0.1}
+    save_checkpoint(model, config | {"fallback_z": fallback_z}, path)
+    return path
+
+
+def _drive(scheduler, steps, start=1, features=None):
+    lrs = []
+    for t in range(start, start + steps):
+        lr = scheduler.optimizer.param_groups[0]["lr"]
+        lrs.append(lr)
+        scheduler.optimizer.step()
+        scheduler.observe({"step": t, "lr": lr, "loss_ema": 2.0 / t, "grad_norm": 1.0 + t % 3, **(features or {})})
+        scheduler.step()
+    return lrs
+
+
+def _optimizer():
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_an_untrained_meta_scheduler_of_every_architecture_is_exactly_cosine(tmp_path, arch):
+    scheduler = MetaScheduler.from_pretrained(_checkpoint(tmp_path, arch), _optimizer(), budget=50)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(_optimizer(), T_max=50)
+    expected = []
+    for _ in range(50):
+        expected.append(reference.get_last_lr()[0])
+        reference.optimizer.step()
+        reference.step()
+    assert _drive(scheduler, 50) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_state_dict_mid_run_continues_with_an_identical_lr_sequence(tmp_path, arch):
+    path = _checkpoint(tmp_path, arch, head_scale=1.0)
+    first = MetaScheduler.from_pretrained(path, _optimizer(), budget=60)
+    _drive(first, 23)
+    saved = first.state_dict()
+    rest = _drive(first, 37, start=24)
+    fresh = MetaScheduler.from_pretrained(path, _optimizer(), budget=60)
+    fresh.load_state_dict(saved)
+    fresh.optimizer.param_groups[0]["lr"] = fresh.get_last_lr()[0]
+    assert _drive(fresh, 37, start=24) == rest
+    assert len(set(rest)) > 5  # the learner really moves the LR
+
+
+def test_out_of_distribution_inputs_fall_back_to_cosine_and_are_counted(tmp_path):
+    path = _checkpoint(tmp_path, head_scale=3.0, fallback_z=0.5)  # everything is out of distribution
+    acting = MetaScheduler.from_pretrained(path, _optimizer(), budget=50, fallback=True)
+    lrs = _drive(acting, 50)
+    assert acting.fallback_rate == 1.0 and acting.decisions == 10  # every 5 of 50 updates
+    reference = MetaScheduler.from_pretrained(_checkpoint(tmp_path / "cos"), _optimizer(), budget=50)
+    assert lrs == pytest.approx(_drive(reference, 50), rel=1e-12)
+    counting = MetaScheduler.from_pretrained(path, _optimizer(), budget=50, fallback=False)
+    moved = _drive(counting, 50)
+    assert counting.fallback_rate == 1.0 and moved != pytest.approx(lrs)
 
 
 def test_a_foreign_checkpoint_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "something-else"}')
     with pytest.raises(CheckpointError, match="not a metalr meta-scheduler"):
         load_checkpoint(tmp_path)
+
+
+def test_collection_spreads_base_lrs_over_three_decades_reproducibly(smoke_config):
+    draws = [smoke_config.collect.lr_multiplier(f"task{i}", "cosine", s) for i in range(50) for s in range(4)]
+    assert min(draws) >= 10**-1.5 and max(draws) <= 10**1.5
+    assert min(draws) < 0.1 and max(draws) > 10  # both tails are visited
+    assert draws == [smoke_config.collect.lr_multiplier(f"task{i}", "cosine", s) for i in range(50) for s in range(4)]
+    assert abs(np.mean(np.log10(draws))) < 0.25

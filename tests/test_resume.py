@@ -114,7 +114,7 @@ def test_a_finished_run_is_recorded_and_its_checkpoint_removed(digits, tmp_path)
     result = train_run(spec, digits, store)
     store.save_result(spec, result)
     assert not (tmp_path / f"{spec.run_id}.ckpt").exists()
-    summary, trajectory = store.load_result(spec)
+    summary, trajectory, _ = store.load_result(spec)
     assert summary.equals(result.summary) and trajectory.equals(result.trajectory)
 
 

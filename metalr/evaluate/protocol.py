@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from metalr.evaluate.meta_comparison import compare_meta_variants, meta_run_summary
 from metalr.evaluate.metrics import curve_metrics, hit_summary, normalised_scores, score_runs
 from metalr.evaluate.profiles import integrated_scores, performance_ratios
 from metalr.evaluate.statistics import ALPHA, bootstrap_ci, holm, paired_test, wilcoxon_min_p
@@ -20,7 +21,7 @@ from metalr.evaluate.targets import (
     framing_runs,
     has_grid,
 )
-from metalr.schedulers import META
+from metalr.schedulers import META, is_meta
 from metalr.trajectories import TIMING_COLUMNS, read_parquet_files, write_parquet
 
 # The plain training loop that overhead is measured against.
@@ -38,6 +39,8 @@ class Evaluation:
     across_tasks: pl.DataFrame  # per framing x baseline: Wilcoxon across tasks, Holm-corrected
     profile_ratios: pl.DataFrame  # per framing x task x scheduler: time to target and performance ratio
     profile_scores: pl.DataFrame  # per framing x scheduler: integrated performance-profile score
+    meta_variants: pl.DataFrame  # per meta variant x base LR x comparator: wins/ties/losses over tasks
+    meta_runs: pl.DataFrame  # per meta variant x base LR x task: divergences and fallback rate
 
     def save(self, directory: str | Path) -> None:
         for field in fields(self):
@@ -210,12 +213,17 @@ def _profiles(comparable: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def evaluate_runs(runs: pl.DataFrame, trajectories: pl.DataFrame, resamples: int = 2000) -> Evaluation:
     """Run the whole protocol on the held-out runs (``phase == eval``) and their trajectories."""
-    runs = normalised_scores(score_runs(runs.filter(pl.col("phase") == "eval")))
-    if runs.is_empty():
+    every_run = normalised_scores(score_runs(runs.filter(pl.col("phase") == "eval")))
+    if every_run.is_empty():
         raise ValueError("no evaluation runs (phase=eval) to evaluate")
+    # The main protocol: baselines and the main meta-scheduler. Other architectures, controls
+    # and ablations are compared in their own table (compare_meta_variants).
+    variant = pl.col("scheduler").map_elements(is_meta, return_dtype=pl.Boolean) & (pl.col("scheduler") != META)
+    runs = every_run.filter(~variant)
     tuned_lr = choose_tuned_lr(runs)
     targets = compute_targets(runs, tuned_lr)
-    measured = runs.join(curve_metrics(runs, trajectories, targets), on="run_id", how="left")
+    every_measured = every_run.join(curve_metrics(every_run, trajectories, targets), on="run_id", how="left")
+    measured = every_measured.filter(~variant)
     framings = [SELF_TUNING] + ([EXTERNALLY_TUNED] if has_grid(runs) else [])
     comparable = pl.concat([framing_runs(measured, tuned_lr, f) for f in framings], how="diagonal_relaxed")
     comparisons = [
@@ -232,6 +240,8 @@ def evaluate_runs(runs: pl.DataFrame, trajectories: pl.DataFrame, resamples: int
         across_tasks=_across_tasks(comparable, resamples),
         profile_ratios=ratios,
         profile_scores=scores,
+        meta_variants=compare_meta_variants(every_measured, resamples),
+        meta_runs=meta_run_summary(every_measured),
     )
 
 

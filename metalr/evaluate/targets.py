@@ -67,7 +67,9 @@ def framing_runs(runs: pl.DataFrame, tuned_lr: pl.DataFrame, framing: str) -> pl
         tuned = runs.join(
             tuned_lr.select("task", "scheduler", "lr_multiplier"), on=["task", "scheduler", "lr_multiplier"]
         )
-        chosen = pl.concat([tuned, runs.filter(pl.col("scheduler") == META)], how="vertical_relaxed")
+        # The meta-scheduler is self-tuning: at the task's default base LR in both framings.
+        meta = runs.filter((pl.col("scheduler") == META) & (pl.col("lr_multiplier") == 1.0))
+        chosen = pl.concat([tuned, meta], how="vertical_relaxed")
     else:
         raise ValueError(f"unknown framing {framing!r}; framings: {SELF_TUNING!r}, {EXTERNALLY_TUNED!r}")
     return chosen.with_columns(framing=pl.lit(framing))

@@ -1,72 +1,90 @@
-"""Turn collected trajectories into (inputs, label) sequences for the meta-learner.
+"""Turn source runs and the branching expert's labels into decision sequences for the meta-learner.
 
-First objective (deliberately simple and honest): imitate, decision by decision, the run
-that reached the lowest final validation loss among all schedules tried on the same task
-and seed. The label is that run's LR over the next decision interval, as a log-multiplier
-on the default cosine schedule. Inputs are the expert's own per-run-normalised features.
+A sequence is one source run: its decision inputs at every decision step (the history the
+causal learner reads), with a label only at the branch points the expert forked from.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 
-from metalr.meta.inputs import MAX_LOG_MULT, InputBuilder, cosine_factor, decision_interval
+from metalr.meta.inputs import ALL_FEATURES, CORE_FEATURES, InputBuilder, decision_interval, feature_indices
 
 
 @dataclass
 class Sequence:
     run_id: str
+    steps: np.ndarray  # (T,) decision steps
     inputs: np.ndarray  # (T, F)
-    labels: np.ndarray  # (T,)
+    labels: np.ndarray  # (T,) NaN where the expert did not branch
 
 
-def select_experts(runs: pl.DataFrame) -> pl.DataFrame:
-    """Per (task, seed), the finished run with the lowest final validation loss."""
-    finished = runs.filter((pl.col("status") == "ok") & pl.col("final_val_loss").is_not_null())
-    return finished.sort("final_val_loss").group_by("task", "seed", maintain_order=True).first().sort("task", "seed")
-
-
-def log_multiplier(lr: float, base_lr: float, update: int, budget: int) -> float:
-    ratio = math.log(max(lr, 1e-30) / (base_lr * cosine_factor(update, budget)))
-    return min(max(ratio, -MAX_LOG_MULT), MAX_LOG_MULT)
-
-
-def run_sequence(run: dict, trajectory: pl.DataFrame, decision_fraction: float) -> Sequence:
-    """Decision inputs and labels for one run; ``trajectory`` holds that run's rows."""
-    budget, base_lr = int(run["budget_steps"]), float(run["base_lr"])
+def decision_inputs(run: dict, trajectory: pl.DataFrame, decision_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, inputs over ALL_FEATURES) at each decision of one run, as the MetaScheduler would see them."""
+    budget = int(run["budget_steps"])
     every = decision_interval(budget, decision_fraction)
-    builder = InputBuilder(base_lr=base_lr, budget=budget)
-    rows = trajectory.sort("step").to_dicts()
-    lrs = [r["lr"] for r in rows]
-    inputs, labels = [], []
-    for row in rows:
+    builder = InputBuilder(base_lr=float(run["base_lr"]), budget=budget)
+    steps, inputs = [], []
+    for row in trajectory.sort("step").iter_rows(named=True):
         builder.update(row)
         step = row["step"]
-        if step % every or step >= budget:
-            continue
-        upcoming = range(step + 1, min(step + every, budget) + 1)
-        labels.append(float(np.mean([log_multiplier(lrs[s - 1], base_lr, s, budget) for s in upcoming])))
-        inputs.append(builder.decision_vector())
-    width = len(builder.decision_vector())
-    return Sequence(
-        run["run_id"], np.array(inputs, dtype=np.float32).reshape(-1, width), np.array(labels, dtype=np.float32)
-    )
+        if step % every == 0 and step < budget:
+            steps.append(step)
+            inputs.append(builder.decision_vector())
+    return np.array(steps, dtype=np.int64), np.array(inputs, dtype=np.float32).reshape(-1, len(ALL_FEATURES))
 
 
-def build_sequences(runs: pl.DataFrame, trajectories: pl.DataFrame, decision_fraction: float) -> list[Sequence]:
-    experts = select_experts(runs)
-    by_run = trajectories.filter(pl.col("run_id").is_in(experts["run_id"].implode())).partition_by(
+def build_sequences(
+    runs: pl.DataFrame, trajectories: pl.DataFrame, labels: pl.DataFrame, decision_fraction: float
+) -> list[Sequence]:
+    """One sequence per labelled source run (finished or not: a diverging source has informative states)."""
+    labelled = labels.partition_by("run_id", as_dict=True)
+    by_run = trajectories.filter(pl.col("run_id").is_in(labels["run_id"].unique().implode())).partition_by(
         "run_id", as_dict=True
     )
     sequences = []
-    for run in experts.iter_rows(named=True):
+    for run in (
+        runs.filter(pl.col("run_id").is_in(labels["run_id"].unique().implode())).sort("run_id").iter_rows(named=True)
+    ):
         rows = by_run.get((run["run_id"],))
-        if rows is not None and rows.height:
-            sequence = run_sequence(run, rows, decision_fraction)
-            if len(sequence.labels):
-                sequences.append(sequence)
+        if rows is None or rows.is_empty():
+            continue
+        steps, inputs = decision_inputs(run, rows, decision_fraction)
+        target = dict(labelled[(run["run_id"],)].select("step", "label").iter_rows())
+        y = np.array([target.get(int(s), np.nan) for s in steps], dtype=np.float32)
+        if np.isfinite(y).any():
+            sequences.append(Sequence(run["run_id"], steps, inputs, y))
     return sequences
+
+
+def select_features(sequences: list[Sequence], names: tuple[str, ...]) -> list[Sequence]:
+    index = feature_indices(names)
+    return [replace(s, inputs=s.inputs[:, index]) for s in sequences]
+
+
+def shuffle_across_runs(
+    sequences: list[Sequence], budgets: dict[str, int], seed: int, bins: int = 10
+) -> list[Sequence]:
+    """The shuffled control: state inputs permuted across runs within each progress bin.
+
+    Progress, remaining steps and the current LR stay with their sequence, so this control
+    keeps everything a progress-to-LR curve could use and breaks only the link between the
+    run's state and its labels.
+    """
+    rng = np.random.default_rng(seed)
+    state_columns = [i for i, name in enumerate(ALL_FEATURES) if name not in CORE_FEATURES]
+    out = [replace(s, inputs=s.inputs.copy()) for s in sequences]
+    slots: dict[int, list[tuple[int, int]]] = {}
+    for i, s in enumerate(sequences):
+        progress = s.steps / budgets[s.run_id]
+        for t, b in enumerate(np.minimum((progress * bins).astype(int), bins - 1)):
+            slots.setdefault(int(b), []).append((i, t))
+    for cells in slots.values():
+        order = rng.permutation(len(cells))
+        for (i, t), k in zip(cells, order, strict=True):
+            src_i, src_t = cells[k]
+            out[i].inputs[t, state_columns] = sequences[src_i].inputs[src_t, state_columns]
+    return out

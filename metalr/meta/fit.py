@@ -11,7 +11,6 @@ import torch
 
 from metalr.config import MetaConfig
 from metalr.meta.dataset import Sequence
-from metalr.meta.inputs import INPUT_FEATURES
 from metalr.meta.model import ARCHITECTURES
 
 
@@ -25,6 +24,8 @@ class FitReport:
     cosine_val_loss: float | None
     n_train_sequences: int
     n_val_sequences: int
+    n_train_labels: int
+    n_val_labels: int
     wall_time_s: float
 
 
@@ -35,9 +36,10 @@ def _pad(sequences: list[Sequence], device) -> tuple[torch.Tensor, torch.Tensor,
     labels = np.zeros((len(sequences), length), dtype=np.float32)
     mask = np.zeros((len(sequences), length), dtype=np.float32)
     for i, s in enumerate(sequences):
+        known = np.isfinite(s.labels)
         inputs[i, : len(s.labels)] = s.inputs
-        labels[i, : len(s.labels)] = s.labels
-        mask[i, : len(s.labels)] = 1.0
+        labels[i, : len(s.labels)] = np.where(known, s.labels, 0.0)
+        mask[i, : len(s.labels)] = known
     return (torch.tensor(inputs, device=device), torch.tensor(labels, device=device), torch.tensor(mask, device=device))
 
 
@@ -46,13 +48,14 @@ def _masked_mse(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) ->
 
 
 def fit_meta_learner(
-    train: list[Sequence], val: list[Sequence], cfg: MetaConfig, device: str = "cpu", log=print
+    train: list[Sequence], val: list[Sequence], cfg: MetaConfig, arch: str, device: str = "cpu", log=print
 ) -> tuple[torch.nn.Module, FitReport]:
+    """Fit ``arch`` to the labelled decisions of ``train`` (masked MSE), early-stopped on ``val``."""
     if not train:
-        raise ValueError("no meta-training sequences: the collect phase produced no finished runs")
+        raise ValueError("no labelled meta-training sequences: the collect phase produced no labelled source runs")
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    model = ARCHITECTURES[cfg.arch](len(INPUT_FEATURES), cfg.hidden, cfg.layers).to(device)
+    model = ARCHITECTURES[arch](train[0].inputs.shape[1], cfg.hidden, cfg.layers).to(device)
     stacked = np.concatenate([s.inputs for s in train])
     model.input_mean.copy_(torch.tensor(stacked.mean(0)))
     model.input_std.copy_(torch.tensor(np.maximum(stacked.std(0), 1e-3)))
@@ -94,6 +97,8 @@ def fit_meta_learner(
         cosine_val_loss=cosine_val,
         n_train_sequences=len(train),
         n_val_sequences=len(val),
+        n_train_labels=int(m_train.sum().item()),
+        n_val_labels=int(val_batch[2].sum().item()) if val_batch else 0,
         wall_time_s=time.perf_counter() - started,
     )
     return model.eval(), report

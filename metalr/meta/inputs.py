@@ -2,28 +2,87 @@
 
 Both the dataset builder (reading Parquet rows) and the MetaScheduler (reading live
 features) feed one ``InputBuilder`` step by step, so training and deployment cannot drift.
+
+Every input is normalised within the run (ratios to the run's own first values, logs,
+progress), so the learner cannot recognise a task by the scale of its loss or gradients.
+Sparse probes are forward-filled and paired with an "age since the last value" input.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-INPUT_FEATURES = (
+# Always present: where the run is and what the schedule does now.
+CORE_FEATURES = (
     "progress",  # step / budget
-    "log_loss_rel",  # log(loss EMA / first loss EMA)
-    "loss_slope",  # log(loss EMA / loss EMA at the previous decision)
-    "log_grad_rel",  # log(grad norm / first grad norm)
-    "log_val_rel",  # log(last val loss / first val loss), 0 before the first evaluation
-    "val_seen",  # 1 once a validation loss has been observed
+    "log_remaining",  # log(remaining steps + 1) / log(budget + 1)
     "log_lr_rel",  # log(current LR / base LR)
 )
+# Groups that the ablation removes one at a time.
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "loss": (
+        "log_loss_rel",  # log(loss EMA / first loss EMA)
+        "loss_slope",  # log(loss EMA / loss EMA one decision ago)
+        "loss_slope_long",  # log(loss EMA / loss EMA four decisions ago) / 4
+    ),
+    "gradients": (
+        "log_grad_rel",  # log(grad norm / mean grad norm of the first window)
+        "log_upd_ratio",  # log10 of the update-to-weight ratio
+        "grad_cos",  # cosine between consecutive gradients
+    ),
+    "curvature": (
+        "lr_lambda",  # signed log1p of lr x lambda_max (edge of stability at 2 for SGD)
+        "curv_age",  # steps since the last curvature probe / budget
+    ),
+    "validation": (
+        "log_val_rel",  # log(val loss / first val loss)
+        "val_gap",  # log(val loss / train loss EMA): the generalisation gap
+        "val_age",  # steps since the last validation / budget; 1 before the first
+    ),
+    "uncertainty": (
+        "unc_confidence",  # mean max-softmax probability on validation examples
+        "log_entropy_rel",  # log(predictive entropy / first predictive entropy)
+    ),
+    # Identify the task and the machine: kept out of the main model (resource ablation only).
+    "resources": (
+        "log_throughput_rel",  # log(samples per second / first samples per second)
+        "log_rss_gb",  # log of the process's resident memory in GiB
+        "log_data_size",  # log10 of the training examples
+        "log_data_classes",  # log1p of the number of classes
+        "log_data_features",  # log10 of the input values per example
+    ),
+}
+ALL_FEATURES = CORE_FEATURES + tuple(f for group in FEATURE_GROUPS.values() for f in group)
+MAIN_GROUPS = ("loss", "gradients", "curvature", "validation", "uncertainty")
+INPUT_FEATURES = CORE_FEATURES + tuple(f for g in MAIN_GROUPS for f in FEATURE_GROUPS[g])
+PROGRESS_ONLY_FEATURES = ("progress", "log_lr_rel")
+
 MAX_LOG_MULT = math.log(10.0)  # |a| <= ln 10
 MAX_LOG_STEP = math.log(2.0)  # at most x2 change per decision
 _CLIP = 10.0
 _EPS = 1e-12
+_SLOPE_HISTORY = 4
+# The trajectory columns the builder reads.
+OBSERVED_COLUMNS = (
+    "step",
+    "lr",
+    "loss_ema",
+    "grad_norm",
+    "upd_ratio",
+    "grad_cos_prev",
+    "curv_lr_lambda",
+    "val_loss",
+    "unc_confidence",
+    "unc_entropy",
+    "res_samples_per_s",
+    "res_cpu_rss_mb",
+    "res_data_size",
+    "res_data_classes",
+    "res_data_features",
+)
 
 
 def cosine_factor(update: int, budget: int) -> float:
@@ -38,69 +97,117 @@ def decision_interval(budget: int, fraction: float) -> int:
     return max(1, round(budget * fraction))
 
 
+def feature_indices(names: Sequence[str]) -> list[int]:
+    """Positions of ``names`` in the full input vector (``ALL_FEATURES``)."""
+    unknown = [n for n in names if n not in ALL_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown meta-learner inputs {unknown}; known: {', '.join(ALL_FEATURES)}")
+    return [ALL_FEATURES.index(n) for n in names]
+
+
 def _finite(value) -> float | None:
     if value is None:
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
     return value if math.isfinite(value) else None
 
 
 def _log_ratio(a: float | None, b: float | None) -> float:
     if a is None or b is None:
         return 0.0
-    return math.log(max(a, _EPS) / max(b, _EPS))
+    return math.log(max(abs(a), _EPS) / max(abs(b), _EPS))
+
+
+def _log10(value: float | None, default: float = 0.0) -> float:
+    return default if value is None else math.log10(max(value, _EPS))
 
 
 class InputBuilder:
-    """Turns a stream of per-step features into the meta-learner's input vectors."""
+    """Turns a stream of per-step features into the meta-learner's input vectors (all of ``ALL_FEATURES``)."""
 
     def __init__(self, base_lr: float, budget: int):
         self.base_lr = base_lr
         self.budget = budget
-        self.state: dict[str, float | None] = dict.fromkeys(
-            ("step", "loss0", "loss", "loss_ref", "grad0", "grad", "val0", "val", "lr"), None
-        )
+        self.last: dict[str, float] = {}  # last finite value per observed column
+        self.first: dict[str, float] = {}  # first finite value per observed column
+        self.seen_at: dict[str, float] = {}  # step of the last finite value
+        self.grad_window: list[float] = []  # grad norms until the first decision that saw one
+        self.grad_ref: float | None = None
+        self.loss_history: list[float] = []  # loss EMA at the last decisions
 
     def update(self, features: Mapping[str, object]) -> None:
-        s = self.state
-        s["step"] = _finite(features.get("step")) or s["step"]
-        loss = _finite(features.get("loss_ema"))
-        if loss is not None:
-            s["loss"] = loss
-            s["loss0"] = s["loss0"] if s["loss0"] is not None else loss
-            s["loss_ref"] = s["loss_ref"] if s["loss_ref"] is not None else loss
-        grad = _finite(features.get("grad_norm"))
-        if grad is not None:
-            s["grad"] = grad
-            s["grad0"] = s["grad0"] if s["grad0"] is not None else grad
-        val = _finite(features.get("val_loss"))
-        if val is not None:
-            s["val"] = val
-            s["val0"] = s["val0"] if s["val0"] is not None else val
-        lr = _finite(features.get("lr"))
-        if lr is not None:
-            s["lr"] = lr
+        step = _finite(features.get("step"))
+        if step is not None:
+            self.last["step"] = step
+        now = self.last.get("step", 0.0)
+        for column in OBSERVED_COLUMNS[1:]:
+            value = _finite(features.get(column))
+            if value is None:
+                continue
+            self.last[column] = value
+            self.first.setdefault(column, value)
+            self.seen_at[column] = now
+            if column == "grad_norm" and self.grad_ref is None:
+                self.grad_window.append(value)
+
+    def _age(self, column: str) -> float:
+        if column not in self.seen_at:
+            return 1.0
+        return (self.last.get("step", 0.0) - self.seen_at[column]) / self.budget
 
     def decision_vector(self) -> np.ndarray:
-        """The input for a decision now; also resets the reference for the loss slope."""
-        s = self.state
-        vector = np.array(
-            [
-                (s["step"] or 0.0) / self.budget,
-                _log_ratio(s["loss"], s["loss0"]),
-                _log_ratio(s["loss"], s["loss_ref"]),
-                _log_ratio(s["grad"], s["grad0"]),
-                _log_ratio(s["val"], s["val0"]),
-                0.0 if s["val"] is None else 1.0,
-                _log_ratio(s["lr"], self.base_lr),
-            ],
-            dtype=np.float32,
-        )
-        s["loss_ref"] = s["loss"]
+        """The full input vector for a decision now; also moves the references of the loss slopes."""
+        last, first = self.last.get, self.first.get
+        step = last("step", 0.0)
+        if self.grad_ref is None and self.grad_window:
+            self.grad_ref = float(np.mean(self.grad_window))
+        loss = last("loss_ema")
+        history = self.loss_history
+        slope = _log_ratio(loss, history[-1]) if history else 0.0
+        slope_long = _log_ratio(loss, history[0]) / len(history) if history else 0.0
+        if loss is not None:
+            self.loss_history = [*history, loss][-_SLOPE_HISTORY:]
+        lr_lambda = last("curv_lr_lambda")
+        values = {
+            "progress": step / self.budget,
+            "log_remaining": math.log(max(self.budget - step, 0.0) + 1.0) / math.log(self.budget + 1.0),
+            "log_lr_rel": _log_ratio(last("lr"), self.base_lr) if last("lr") is not None else 0.0,
+            "log_loss_rel": _log_ratio(loss, first("loss_ema")),
+            "loss_slope": slope,
+            "loss_slope_long": slope_long,
+            "log_grad_rel": _log_ratio(last("grad_norm"), self.grad_ref),
+            "log_upd_ratio": _log10(last("upd_ratio"), default=-3.0),
+            "grad_cos": last("grad_cos_prev", 0.0),
+            "lr_lambda": 0.0 if lr_lambda is None else math.copysign(math.log1p(abs(lr_lambda)), lr_lambda),
+            "curv_age": self._age("curv_lr_lambda"),
+            "log_val_rel": _log_ratio(last("val_loss"), first("val_loss")),
+            "val_gap": _log_ratio(last("val_loss"), loss) if last("val_loss") is not None else 0.0,
+            "val_age": self._age("val_loss"),
+            "unc_confidence": last("unc_confidence", 0.0),
+            "log_entropy_rel": _log_ratio(last("unc_entropy"), first("unc_entropy")),
+            "log_throughput_rel": _log_ratio(last("res_samples_per_s"), first("res_samples_per_s")),
+            "log_rss_gb": math.log(max(last("res_cpu_rss_mb", 1024.0), 1.0) / 1024.0),
+            "log_data_size": _log10(last("res_data_size")),
+            "log_data_classes": math.log1p(max(last("res_data_classes", 0.0), 0.0)),
+            "log_data_features": _log10(last("res_data_features")),
+        }
+        vector = np.array([values[name] for name in ALL_FEATURES], dtype=np.float32)
         return np.clip(vector, -_CLIP, _CLIP)
 
     def state_dict(self) -> dict:
-        return dict(self.state)
+        return {
+            "last": dict(self.last),
+            "first": dict(self.first),
+            "seen_at": dict(self.seen_at),
+            "grad_window": list(self.grad_window),
+            "grad_ref": self.grad_ref,
+            "loss_history": list(self.loss_history),
+        }
 
-    def load_state_dict(self, state: Mapping[str, float | None]) -> None:
-        self.state = dict(state)
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        self.last, self.first, self.seen_at = dict(state["last"]), dict(state["first"]), dict(state["seen_at"])
+        self.grad_window, self.grad_ref = list(state["grad_window"]), state["grad_ref"]
+        self.loss_history = list(state["loss_history"])

@@ -1,11 +1,16 @@
 # Shared state and input functions. No rule holds logic; this file only maps the
 # validated config onto file paths.
+from metalr.config import phase_round
 from metalr.evaluate.protocol import EVALUATION_TABLES
+from metalr.meta.variants import META, meta_variants
 from metalr.paths import ResultsLayout
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
 LAYOUT = ResultsLayout("results")
-CHECKPOINT = LAYOUT.checkpoint(CONFIG.meta.arch)
+FINAL_ROUND = CONFIG.meta.dagger_rounds
+META_VARIANTS = [v.name for v in meta_variants(CONFIG.meta)]
+# collect and metaval are round 0 of the collection; collect-r1, metaval-r1, ... the DAgger rounds.
+COLLECTION_PHASE = "(collect|metaval)(-r[0-9]+)?"
 
 
 wildcard_constraints:
@@ -29,8 +34,63 @@ def phase_trajectories(phase):
     return [LAYOUT.trajectories(phase, task) for task in CONFIG.phase_tasks(phase)]
 
 
+def collection_runs():
+    return [f for base in ("collect", "metaval") for phase in CONFIG.collection_phases(base) for f in phase_runs(phase)]
+
+
 def all_runs(wildcards):
-    return [f for phase in ("collect", "metaval", "eval") for f in phase_runs(phase)]
+    return collection_runs() + phase_runs("eval")
+
+
+def checkpoint_weights(variant, round):
+    return f"{LAYOUT.checkpoint(variant, round)}/model.safetensors"
+
+
+def checkpoint_config(variant, round):
+    return f"{LAYOUT.checkpoint(variant, round)}/config.json"
+
+
+def collect_inputs(wildcards):
+    """The data, and for a DAgger round the previous round's main meta-learner that the runs follow."""
+    inputs = {"data": data_for_task(wildcards)}
+    round = phase_round(wildcards.phase)
+    if round:
+        inputs["weights"] = checkpoint_weights(META, round - 1)
+    return inputs
+
+
+def collect_checkpoints(wildcards):
+    round = phase_round(wildcards.phase)
+    return {META: LAYOUT.checkpoint(META, round - 1)} if round else {}
+
+
+def label_inputs(wildcards):
+    """Per task of the phase: its prepared data and its collection job's branch-point snapshots."""
+    tasks = CONFIG.phase_tasks(wildcards.phase)
+    inputs = {f"data_{t}": LAYOUT.data(CONFIG.task(t).dataset) for t in tasks}
+    inputs |= {f"snapshots_{t}": LAYOUT.snapshots(wildcards.phase, t) for t in tasks}
+    return inputs
+
+
+def fit_inputs(wildcards):
+    """Runs, trajectories and branching labels of every collection round up to this fit's round."""
+    round = int(wildcards.round)
+    inputs = {}
+    for base in ("collect", "metaval"):
+        phases = CONFIG.collection_phases(base, round)
+        tasks = [(phase, task) for phase in phases for task in CONFIG.phase_tasks(phase)]
+        inputs[f"{base}_runs"] = [LAYOUT.runs_part(p, t) for p, t in tasks]
+        inputs[f"{base}_trajectories"] = [LAYOUT.trajectories(p, t) for p, t in tasks]
+        inputs[f"{base}_forks"] = [LAYOUT.forks(p) for p in phases if CONFIG.phase_tasks(p)]
+    return inputs
+
+
+def final_weights():
+    return [checkpoint_weights(variant, FINAL_ROUND) for variant in META_VARIANTS]
+
+
+def final_checkpoints(wildcards):
+    return {variant: LAYOUT.checkpoint(variant, FINAL_ROUND) for variant in META_VARIANTS}
 
 
 def evaluation_tables():

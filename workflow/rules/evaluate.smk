@@ -1,14 +1,14 @@
 rule evaluate_schedulers:
     input:
         data=data_for_task,
-        weights=rules.fit_meta_learner.output.weights,
-        checkpoint_config=rules.fit_meta_learner.output.config,
+        weights=final_weights(),
     output:
         trajectories=LAYOUT.trajectories("eval", "{task}"),
         runs=LAYOUT.runs_part("eval", "{task}"),
     params:
         phase="eval",
         resume_dir=LAYOUT.resume("eval", "{task}"),
+        meta_checkpoints=final_checkpoints,
     threads: CONFIG.threads
     resources:
         gpu=CONFIG.gpu_per_job,

@@ -1,6 +1,6 @@
 rule check_leakage:
     input:
-        runs=phase_runs("collect") + phase_runs("metaval"),
+        runs=collection_runs(),
     output:
         LAYOUT.leakage_report(),
     log:
@@ -13,19 +13,20 @@ rule check_leakage:
 
 rule fit_meta_learner:
     input:
-        leakage=LAYOUT.leakage_report(),
-        collect_runs=phase_runs("collect"),
-        collect_trajectories=phase_trajectories("collect"),
-        metaval_runs=phase_runs("metaval"),
-        metaval_trajectories=phase_trajectories("metaval"),
+        unpack(fit_inputs),
     output:
-        weights=f"{CHECKPOINT}/model.safetensors",
-        config=f"{CHECKPOINT}/config.json",
+        weights=checkpoint_weights("{variant}", "{round}"),
+        config=checkpoint_config("{variant}", "{round}"),
+    params:
+        variant="{variant}",
+    wildcard_constraints:
+        variant="|".join(META_VARIANTS),
+        round="[0-9]+",
     threads: 1
     resources:
         gpu=CONFIG.gpu_per_job,
     log:
-        LAYOUT.log("fit_meta_learner"),
+        LAYOUT.log("fit_meta_learner/round-{round}/{variant}"),
     conda:
         "../../envs/metalr.yaml"
     script:

@@ -2,7 +2,7 @@ rule summarize_results:
     input:
         evaluation=evaluation_tables(),
         runs=LAYOUT.runs(),
-        checkpoint_config=rules.fit_meta_learner.output.config,
+        checkpoint_configs=[checkpoint_config(variant, FINAL_ROUND) for variant in META_VARIANTS],
     output:
         markdown=LAYOUT.summary_md(),
         html=report(LAYOUT.summary_html(), caption="../report/summary.rst", category="1. Summary"),

@@ -9,9 +9,8 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 with log_to(sm.log[0]), gpu_slots(job_gpus(sm.resources), log=log):
     fit(
         parse_config(sm.config),
-        collect_runs=list(sm.input.collect_runs),
-        collect_trajectories=list(sm.input.collect_trajectories),
-        metaval_runs=list(sm.input.metaval_runs),
-        metaval_trajectories=list(sm.input.metaval_trajectories),
+        sm.params.variant,
+        collect={kind: list(sm.input[f"collect_{kind}"]) for kind in ("runs", "trajectories", "forks")},
+        metaval={kind: list(sm.input[f"metaval_{kind}"]) for kind in ("runs", "trajectories", "forks")},
         out_dir=Path(sm.output.weights).parent,
     )

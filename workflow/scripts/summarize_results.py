@@ -8,7 +8,7 @@ with log_to(sm.log[0]):
     summarize_results(
         Path(sm.input.evaluation[0]).parent,
         sm.input.runs,
-        Path(sm.input.checkpoint_config).parent,
+        [Path(c).parent for c in sm.input.checkpoint_configs],
         sm.output.table,
         sm.output.markdown,
         sm.output.html,

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from metalr.config import parse_config
 from metalr.gpu import gpu_slots, job_gpus
 from metalr.logs import log_to
@@ -17,7 +15,7 @@ if __name__ == "__main__":
             trajectories_out=sm.output.trajectories,
             runs_out=sm.output.runs,
             threads=sm.threads,
-            # Evaluation reads the fitted meta-scheduler from the folder of its weights.
-            meta_checkpoint=str(Path(sm.input.weights).parent) if hasattr(sm.input, "weights") else None,
+            meta_checkpoints=sm.params.meta_checkpoints,
             resume_dir=sm.params.resume_dir,
+            snapshots_out=sm.output.get("snapshots"),
         )
