@@ -9,16 +9,32 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 from collections.abc import Sequence
 
-from metalr.config import PHASES, PipelineConfig, load_config
+from metalr.config import PipelineConfig, load_config
 from metalr.paths import ResultsLayout
 
 
 def _phase_files(config: PipelineConfig, layout: ResultsLayout, phase: str, kind: str) -> list[str]:
     path = layout.runs_part if kind == "runs" else layout.trajectories
     return [path(phase, task) for task in config.phase_tasks(phase)]
+
+
+def _collection_phases(config: PipelineConfig, up_to_round: int | None = None) -> list[str]:
+    return [p for base in ("collect", "metaval") for p in config.collection_phases(base, up_to_round)]
+
+
+def _meta_checkpoints(config: PipelineConfig, layout: ResultsLayout, phase: str) -> dict[str, str]:
+    """The meta-learners a phase runs: all final variants in eval, round N-1's main model in collect-rN."""
+    from metalr.config import phase_round
+    from metalr.meta.variants import META, meta_variants
+
+    if phase == "eval":
+        return {v.name: layout.checkpoint(v.name, config.meta.dagger_rounds) for v in meta_variants(config.meta)}
+    round = phase_round(phase)
+    return {META: layout.checkpoint(META, round - 1)} if round else {}
 
 
 def _cmd_prepare_data(args, config, layout) -> None:
@@ -33,9 +49,7 @@ def _cmd_train_runs(args, config, layout) -> None:
     from metalr.pipeline import train_runs
 
     task = config.task(args.task)
-    checkpoint = args.meta_checkpoint
-    if args.phase == "eval" and checkpoint is None:
-        checkpoint = layout.checkpoint(config.meta.arch)
+    collection = args.phase != "eval"
     train_runs(
         config,
         args.phase,
@@ -44,35 +58,55 @@ def _cmd_train_runs(args, config, layout) -> None:
         layout.trajectories(args.phase, task.task_id),
         layout.runs_part(args.phase, task.task_id),
         threads=args.threads,
-        meta_checkpoint=checkpoint,
+        meta_checkpoints=_meta_checkpoints(config, layout, args.phase),
         resume_dir=layout.resume(args.phase, task.task_id),
+        snapshots_out=layout.snapshots(args.phase, task.task_id) if collection else None,
+    )
+
+
+def _cmd_label(args, config, layout) -> None:
+    from metalr.pipeline import label_branch_points
+
+    tasks = config.phase_tasks(args.phase)
+    label_branch_points(
+        config,
+        args.phase,
+        {t: layout.data(config.task(t).dataset) for t in tasks},
+        {t: layout.snapshots(args.phase, t) for t in tasks},
+        layout.forks(args.phase),
+        meta_checkpoints=_meta_checkpoints(config, layout, args.phase),
+        threads=args.threads,
     )
 
 
 def _cmd_check_leakage(args, config, layout) -> None:
     from metalr.pipeline import leakage_report
 
-    files = _phase_files(config, layout, "collect", "runs") + _phase_files(config, layout, "metaval", "runs")
+    files = [f for phase in _collection_phases(config) for f in _phase_files(config, layout, phase, "runs")]
     leakage_report(config, files, layout.leakage_report())
 
 
 def _cmd_fit(args, config, layout) -> None:
     from metalr.pipeline import fit
 
-    fit(
-        config,
-        _phase_files(config, layout, "collect", "runs"),
-        _phase_files(config, layout, "collect", "trajectories"),
-        _phase_files(config, layout, "metaval", "runs"),
-        _phase_files(config, layout, "metaval", "trajectories"),
-        layout.checkpoint(config.meta.arch),
-    )
+    round = config.meta.dagger_rounds if args.round is None else args.round
+
+    def files(base: str) -> dict[str, list[str]]:
+        phases = [p for p in config.collection_phases(base, round) if config.phase_tasks(p)]
+        return {
+            "runs": [f for p in phases for f in _phase_files(config, layout, p, "runs")],
+            "trajectories": [f for p in phases for f in _phase_files(config, layout, p, "trajectories")],
+            "forks": [layout.forks(p) for p in phases],
+        }
+
+    fit(config, args.variant, files("collect"), files("metaval"), layout.checkpoint(args.variant, round))
 
 
 def _cmd_merge_runs(args, config, layout) -> None:
     from metalr.pipeline import merge_runs
 
-    merge_runs([f for phase in PHASES for f in _phase_files(config, layout, phase, "runs")], layout.runs())
+    phases = [*_collection_phases(config), "eval"]
+    merge_runs([f for phase in phases for f in _phase_files(config, layout, phase, "runs")], layout.runs())
 
 
 def _cmd_compare(args, config, layout) -> None:
@@ -89,7 +123,7 @@ def _cmd_summarize(args, config, layout) -> None:
     summarize_results(
         layout.evaluation_dir(),
         layout.runs(),
-        layout.checkpoint(config.meta.arch),
+        list(_meta_checkpoints(config, layout, "eval").values()),
         layout.summary_parquet(),
         layout.summary_md(),
         layout.summary_html(),
@@ -124,6 +158,12 @@ def _cmd_validate(args, config, layout) -> None:
     )
 
 
+def _phase(text: str) -> str:
+    if re.fullmatch(r"(collect|metaval)(-r[1-9][0-9]*)?|eval", text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a phase; use collect, metaval, eval, or collect-r1 ...")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/config.yaml", help="pipeline config YAML (default: %(default)s)")
@@ -143,14 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="one dataset (default: every dataset the config uses)")
     p.set_defaults(func=_cmd_prepare_data)
     p = add_parser("train-runs", help="train all (scheduler, seed) runs of one task in one phase")
-    p.add_argument("--phase", choices=PHASES, required=True)
+    p.add_argument("--phase", type=_phase, required=True, help="collect, metaval, eval, or a DAgger round: collect-r1")
     p.add_argument("--task", required=True)
     p.add_argument("--threads", type=int, default=1, help="parallel single-threaded runs (default: %(default)s)")
-    p.add_argument("--meta-checkpoint", help="meta-scheduler checkpoint dir (eval phase; default: results layout)")
     p.set_defaults(func=_cmd_train_runs)
+    p = add_parser("label", help="the branching expert: fork a collection phase's snapshots, write the forks")
+    p.add_argument("--phase", type=_phase, required=True, help="collect, metaval, or a DAgger round: collect-r1")
+    p.add_argument("--threads", type=int, default=1, help="parallel single-threaded forks (default: %(default)s)")
+    p.set_defaults(func=_cmd_label)
     p = add_parser("check-leakage", help="refuse if a held-out task reaches the meta-learner's inputs")
     p.set_defaults(func=_cmd_check_leakage)
-    p = add_parser("fit", help="fit the meta-learner on collected trajectories")
+    p = add_parser("fit", help="fit a meta-learner variant on the labelled collection runs")
+    p.add_argument("--variant", default="meta", help="meta, meta-gru, meta-progress-only, ... (default: %(default)s)")
+    p.add_argument("--round", type=int, help="DAgger round whose data it reads (default: the config's last)")
     p.set_defaults(func=_cmd_fit)
     p = add_parser("merge-runs", help="merge per-job run rows into runs.parquet")
     p.set_defaults(func=_cmd_merge_runs)

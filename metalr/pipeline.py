@@ -93,6 +93,23 @@ def _cached_data(path: str) -> SplitData:
     return SplitData.load(path)
 
 
+def job_threads(config: PipelineConfig, phase: str, task_id: str) -> int:
+    """Worker processes a training job deserves: starting one costs seconds (torch's import), so a job
+    of a few short runs trains them in its own process and leaves the other cores to other jobs."""
+    runs = len(phase_run_specs(config, phase, task_id, _placeholder_checkpoints(config, phase)))
+    return config.threads if runs >= 4 * config.threads else 1
+
+
+def _placeholder_checkpoints(config: PipelineConfig, phase: str) -> dict[str, str]:
+    """Names of the meta-learners a phase runs (paths unused), to count its runs before they are fitted."""
+    from metalr.config import phase_round
+    from metalr.meta.variants import META, meta_variants
+
+    if phase == "eval":
+        return {v.name: "" for v in meta_variants(config.meta)}
+    return {META: ""} if phase_round(phase) else {}
+
+
 def _init_worker() -> None:
     import torch
 

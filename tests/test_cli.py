@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import polars as pl
 import yaml
 
 
@@ -23,8 +24,21 @@ def test_cli_runs_a_pipeline_step_into_the_results_layout(tmp_path, repo):
     proc = subprocess.run(
         [*args, "train-runs", "--phase", "metaval", "--task", "wine-mlp"], capture_output=True, text=True, check=True
     )
-    assert "[6/6]" in proc.stdout
+    assert "[4/4]" in proc.stdout  # cosine and explore, 2 seeds
     assert (tmp_path / "trajectories" / "phase=metaval" / "task=wine-mlp" / "part-0.parquet").is_file()
+    proc = subprocess.run([*args, "label", "--phase", "metaval"], capture_output=True, text=True, check=True)
+    forks = pl.read_parquet(tmp_path / "meta" / "forks" / "phase=metaval" / "part-0.parquet")
+    assert forks.height == 4 * 2 * 3  # runs x branch points x multipliers (1 fork seed)
+    assert "[4/4] runs branched" in proc.stdout
+
+
+def test_cli_refuses_a_phase_that_does_not_exist(repo):
+    proc = subprocess.run(
+        [sys.executable, "-m", "metalr", "--config", str(repo / "config" / "smoke.yaml"), "label", "--phase", "tune"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "not a phase" in proc.stderr
 
 
 def test_tasks_lists_every_task_with_modality_sizes_parameters_and_source(repo):

@@ -9,23 +9,46 @@ import polars as pl
 import yaml
 from conftest import run_smoke_pipeline, snakemake_exe
 
+from metalr.meta.variants import is_ablation, meta_variants
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS
 
-TRAINING_RULES = ("collect_trajectories", "fit_meta_learner", "evaluate_schedulers")
+TRAINING_RULES = ("collect_trajectories", "label_branch_points", "fit_meta_learner", "evaluate_schedulers")
 
 
 def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_run):
     results, config = smoke_run
     runs = pl.read_parquet(results / "runs.parquet")
-    for phase in ("collect", "metaval", "eval"):
-        grid = config.phase_grid(phase)
-        n_schedulers = len(grid.schedulers)
-        if phase == "eval":  # every baseline on the LR grid, plus the self-tuning meta-scheduler
-            n_schedulers = n_schedulers * len(config.evaluate.lr_multipliers) + 1
-        expected = len(config.phase_tasks(phase)) * n_schedulers * grid.seeds
-        assert runs.filter(pl.col("phase") == phase).height == expected
+    grid = config.evaluate.lr_multipliers
+    variants = meta_variants(config.meta)
+    per_task = {
+        "collect": len(config.collect.schedulers) * config.collect.seeds,
+        "metaval": len(config.collect.schedulers) * config.collect.seeds,
+        "collect-r1": config.collect.seeds,  # the round-0 meta-scheduler only
+        "metaval-r1": config.collect.seeds,
+        # every baseline and meta-learner on the base-LR grid; ablations at the default only
+        "eval": config.evaluate.seeds
+        * (
+            len(config.evaluate.schedulers) * len(grid) + sum(1 if is_ablation(v.name) else len(grid) for v in variants)
+        ),
+    }
+    for phase, n in per_task.items():
+        assert runs.filter(pl.col("phase") == phase).height == len(config.phase_tasks(phase)) * n, phase
+    assert set(runs["phase"]) == set(per_task)
     assert runs["run_id"].is_unique().all()
-    assert set(runs.filter(pl.col("phase") == "eval")["scheduler"]) >= {"meta", "cosine"}
+    assert set(runs.filter(pl.col("phase") == "eval")["scheduler"]) >= {v.name for v in variants} | {"cosine"}
+    assert set(runs.filter(pl.col("phase") == "collect-r1")["scheduler"]) == {"meta"}
+
+
+def test_collection_spreads_base_lrs_and_every_collected_run_is_branched(smoke_run):
+    results, config = smoke_run
+    runs = pl.read_parquet(results / "runs.parquet").filter(pl.col("phase") != "eval")
+    assert runs["lr_multiplier"].n_unique() == runs.height  # one draw per run
+    forks = pl.scan_parquet(str(results / "meta" / "forks" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    finished = set(runs.filter(pl.col("status") == "ok")["run_id"])
+    assert finished <= set(forks["run_id"]) <= set(runs["run_id"])
+    branching = config.meta.branching
+    per_run = forks.group_by("run_id").len()["len"]
+    assert (per_run == branching.points * len(branching.multipliers) * branching.seeds).all()
 
 
 def test_run_ids_match_both_ways_between_runs_and_trajectories(smoke_run):
@@ -50,13 +73,59 @@ def test_every_finished_trajectory_ends_at_the_budget_without_nan(smoke_run):
     assert sum(nan_counts) == 0
 
 
-def test_no_held_out_task_reaches_the_fit(smoke_run):
+def test_no_held_out_task_reaches_meta_training_or_meta_validation_by_id_or_by_config_hash(smoke_run):
     results, config = smoke_run
+    runs = pl.read_parquet(results / "runs.parquet")
+    fit_rows = runs.filter(pl.col("phase") != "eval")
+    held = {config.tasks[t].config_hash: t for t in config.held_out}
+    assert not set(fit_rows["task"]) & set(config.held_out)
+    assert not set(fit_rows["task_hash"]) & set(held)
+    # Every file the fits read: no eval run id anywhere in their rows.
+    trajectories = pl.scan_parquet(str(results / "trajectories" / "**" / "*.parquet"), hive_partitioning=True)
+    read = trajectories.filter(pl.col("phase") != "eval").select("run_id").unique().collect()["run_id"]
+    forks = pl.scan_parquet(str(results / "meta" / "forks" / "**" / "*.parquet")).select("run_id").collect()["run_id"]
+    eval_ids = set(runs.filter(pl.col("phase") == "eval")["run_id"])
+    assert not (set(read) | set(forks)) & eval_ids
     leakage = json.loads((results / "meta" / "leakage_check.json").read_text())
     assert leakage["ok"] and not set(leakage["fit_tasks"]) & set(config.held_out)
     assert all("phase=eval" not in path for path in leakage["fit_inputs"])
-    checkpoint = json.loads((results / "meta" / config.meta.arch / "config.json").read_text())
-    assert {t["task"] for t in checkpoint["trained_on"]} == set(config.meta_train)
+    final = results / "meta" / f"round-{config.meta.dagger_rounds}"
+    for variant in meta_variants(config.meta):
+        checkpoint = json.loads((final / variant.name / "config.json").read_text())
+        assert {t["task"] for t in checkpoint["trained_on"]} == set(config.meta_train)
+        assert not {t["task_hash"] for t in checkpoint["trained_on"]} & set(held)
+
+
+def test_the_final_fit_reads_the_on_policy_round_and_its_checkpoint_describes_itself(smoke_run):
+    results, config = smoke_run
+    checkpoint = json.loads((results / "meta" / "round-1" / "meta" / "config.json").read_text())
+    assert checkpoint["trained_on_phases"] == ["collect", "collect-r1"]
+    assert checkpoint["features"] and checkpoint["arch"] == config.meta.arch
+    assert checkpoint["probe_cadences"][0]["curvature_every"] == 25
+    assert len(checkpoint["normalisation"]["mean"]) == len(checkpoint["features"])
+    assert checkpoint["format_version"] == 1 and checkpoint["metalr_version"]
+    assert checkpoint["fit"]["n_train_labels"] > 0
+    round0 = json.loads((results / "meta" / "round-0" / "meta" / "config.json").read_text())
+    assert round0["trained_on_phases"] == ["collect"]
+
+
+def test_summary_reports_every_architecture_and_control_at_each_base_lr(smoke_run):
+    results, config = smoke_run
+    summary = (results / "summary.md").read_text()
+    assert "## Every meta-learner at each base LR" in summary
+    header = next(line for line in summary.splitlines() if line.startswith("| variant | base LR |"))
+    for column in (*config.evaluate.schedulers, "meta-progress-only", "meta-shuffled", "diverged", "OOD rate"):
+        assert f"| {column} |" in header + "|", column
+    assert "steps to target / cosine" in header
+    for name in ("**meta**", "meta-gru", "meta-transformer", "meta-progress-only", "meta-shuffled"):
+        for multiplier in config.evaluate.lr_multipliers:
+            assert re.search(rf"^\| {re.escape(name)} \| x{multiplier:g} \| \d+/\d+/\d+ ", summary, re.M), (
+                name,
+                multiplier,
+            )
+    assert re.search(r"^\| meta-no-curvature \| x1 \|", summary, re.M)
+    table = pl.read_parquet(results / "evaluation" / "meta_variants.parquet")
+    assert (table["wins"] + table["ties"] + table["losses"] == table["n_tasks"]).all()
 
 
 def test_summary_shows_every_scheduler_on_every_held_out_task_with_intervals_and_verdicts(smoke_run):
@@ -133,14 +202,25 @@ def test_a_task_declared_only_in_yaml_on_a_local_csv_runs_through_the_pipeline(t
             },
         },  # fmt: skip
         "splits": {"meta_train": ["mytable-mlp"], "held_out": ["mytable-wide"]},
-        "collect": {"schedulers": ["constant", "cosine"], "seeds": 1},
+        "collect": {"schedulers": ["constant", "explore"], "seeds": 1},
         "evaluate": {"schedulers": ["constant", "cosine"], "seeds": 1},
-        "meta": {"hidden": 4, "epochs": 5, "patience": 5, "decision_fraction": 0.2},
+        "meta": {
+            "hidden": 4,
+            "epochs": 5,
+            "patience": 5,
+            "decision_fraction": 0.2,
+            "architectures": [],
+            "controls": False,
+            "ablations": False,
+            "dagger_rounds": 0,
+        },
     }
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
     results = run_smoke_pipeline(tmp_path, "--resources", "gpu=1", configfile=tmp_path / "mine.yaml")
     runs = pl.read_parquet(results / "runs.parquet")
     assert set(runs["task"]) == {"mytable-mlp-00", "mytable-mlp-01", "mytable-wide"}
+    assert set(runs.filter(pl.col("phase") == "eval")["scheduler"]) == {"constant", "cosine", "meta"}
     assert (runs["status"] == "ok").all() and (runs["metric"] == "auc").all()
-    assert runs["test_auc"].min() > 0.5
+    # At the task's own base LR it learns; collection runs start from base LRs up to 30x off.
+    assert runs.filter((pl.col("phase") == "eval") & (pl.col("lr_multiplier") == 1.0))["test_auc"].min() > 0.5
     assert (results / "data" / "mytable" / "train.parquet").is_file()

@@ -11,7 +11,7 @@ rule collect_trajectories:
         meta_checkpoints=collect_checkpoints,
     wildcard_constraints:
         phase=COLLECTION_PHASE,
-    threads: CONFIG.threads
+    threads: training_threads
     resources:
         gpu=CONFIG.gpu_per_job,
     log:

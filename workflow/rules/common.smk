@@ -4,6 +4,7 @@ from metalr.config import phase_round
 from metalr.evaluate.protocol import EVALUATION_TABLES
 from metalr.meta.variants import META, meta_variants
 from metalr.paths import ResultsLayout
+from metalr.pipeline import job_threads
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
 LAYOUT = ResultsLayout("results")
@@ -48,6 +49,10 @@ def checkpoint_weights(variant, round):
 
 def checkpoint_config(variant, round):
     return f"{LAYOUT.checkpoint(variant, round)}/config.json"
+
+
+def training_threads(wildcards):
+    return job_threads(CONFIG, getattr(wildcards, "phase", "eval"), wildcards.task)
 
 
 def collect_inputs(wildcards):

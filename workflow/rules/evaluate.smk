@@ -9,7 +9,7 @@ rule evaluate_schedulers:
         phase="eval",
         resume_dir=LAYOUT.resume("eval", "{task}"),
         meta_checkpoints=final_checkpoints,
-    threads: CONFIG.threads
+    threads: training_threads
     resources:
         gpu=CONFIG.gpu_per_job,
     log:
