@@ -1,0 +1,1 @@
+"""Adapters that drive metalr's schedulers from other training frameworks."""
