@@ -172,20 +172,34 @@ def test_a_foreign_file_and_a_pickle_with_code_are_refused(digits, tmp_path, met
         train_run(spec, digits, RunCheckpoints(tmp_path, EVERY))
 
 
+def _unusable_checkpoint(directory):
+    """A well-formed checkpoint whose learner reads an input this metalr does not compute."""
+    model = LSTMMetaLearner(2, hidden=4)
+    save_checkpoint(
+        model, {"arch": "lstm", "hidden": 4, "layers": 1, "features": ["progress", "tea_leaves"]}, directory
+    )
+    (directory / "config.json").write_text(
+        (directory / "config.json").read_text().replace("{", '{"decision_fraction": 0.1, ', 1)
+    )
+    return directory
+
+
 def test_a_run_that_raises_is_a_failed_row_and_the_job_goes_on(tmp_path, smoke_config, digits):
     from metalr.pipeline import train_runs
 
     data = tmp_path / "digits.npz"
     digits.save(data)
     resume = tmp_path / "resume"
-    # phase=eval without a fitted meta-scheduler: the 'meta' runs raise, the classic ones train.
+    # A meta-scheduler that asks for an input metalr does not compute: its runs raise, the classic ones train.
+    checkpoints = {"meta": str(_unusable_checkpoint(tmp_path / "meta"))}
     train_runs(
-        smoke_config, "eval", "digits-mlp", data, tmp_path / "t.parquet", tmp_path / "r.parquet", 1, None, resume
+        smoke_config, "eval", "digits-mlp", data, tmp_path / "t.parquet", tmp_path / "r.parquet", 1, checkpoints, resume
     )
     runs = pl.read_parquet(tmp_path / "r.parquet")
     failed = runs.filter(pl.col("status") == "failed")
-    assert set(failed["scheduler"]) == {"meta"} and failed.height == smoke_config.evaluate.seeds
-    assert failed["error"].str.contains("needs a fitted checkpoint").all()
+    n_grid = len(smoke_config.evaluate.lr_multipliers)
+    assert set(failed["scheduler"]) == {"meta"} and failed.height == smoke_config.evaluate.seeds * n_grid
+    assert failed["error"].str.contains("unknown meta-learner inputs").all()
     assert runs.filter(pl.col("status") == "ok").height == runs.height - failed.height
     assert not resume.exists()  # outputs written, resume directory cleared
 
@@ -195,7 +209,8 @@ def test_a_failed_run_is_not_recorded_as_finished_so_a_rerun_tries_it_again(tmp_
 
     data = tmp_path / "digits.npz"
     digits.save(data)
-    meta = next(s for s in phase_run_specs(smoke_config, "eval", "digits-mlp") if s.scheduler == "meta")
+    checkpoints = {"meta": str(_unusable_checkpoint(tmp_path / "meta"))}
+    meta = next(s for s in phase_run_specs(smoke_config, "eval", "digits-mlp", checkpoints) if s.scheduler == "meta")
     result = _execute(meta, str(data), str(tmp_path), EVERY)
     assert result.summary["status"][0] == "failed"
     assert not list(tmp_path.glob("*.done"))
