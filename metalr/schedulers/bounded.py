@@ -4,7 +4,8 @@
 counted in ``ignored_inputs`` and logged) and may propose an LR change; the next ``step()``
 applies it. ``get_lr`` is chainable, like torch's own schedulers: it multiplies each
 group's current LR, so a ``SequentialLR`` warmup hands over the LR it reached. The result
-is always finite and within ``[min_lr, max_lr]``, whatever was observed.
+is always finite and within ``[min_lr, max_lr]``, whatever was observed. At a
+``SequentialLR`` milestone it starts from the base LR, like torch's own schedulers.
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ class BoundedScheduler(LRScheduler):
         if not math.isfinite(lr):
             return self.min_lr
         return min(max(lr, self.min_lr), self.max_lr)
+
+    def _get_closed_form_lr(self) -> list[float]:
+        """Where torch restarts a scheduler (a ``SequentialLR`` milestone): from the base LR.
+
+        Decisions observed while an earlier scheduler of the sequence held the LR were
+        relative to its LR, so they are dropped; what was learnt from them (best losses,
+        smoothed statistics) is kept.
+        """
+        self._factor, self._reason, self.change_reason = 1.0, None, None
+        return [self.clamp(base) for base in self.base_lrs]
 
     def get_lr(self) -> list[float]:
         factor, reason = self._factor, self._reason
