@@ -81,7 +81,9 @@ def test_the_lr_column_equals_torchs_reference_sequence(pipeline, name):
         assert run.height == budget
         expected = _reference(name, base_lr, budget, run["val_loss"].to_list())
         assert run["lr"].to_list() == pytest.approx(expected, rel=1e-12, abs=0)
-    if name != "constant":  # the comparison saw the schedule move
+    # The comparison saw the schedule move; plateau's cut depends on the run's validation losses
+    # (torch's class gets the same ones above), and tests/test_schedulers.py makes it cut.
+    if name not in ("constant", "plateau"):
         assert runs["lr"].n_unique() > 1
 
 
