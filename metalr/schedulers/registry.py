@@ -25,6 +25,10 @@ def _classic(name: str, description: str) -> Entry:
     return Entry(name, "classic", description, lambda optimizer, budget, batch_size: factory(optimizer, budget))
 
 
+def _adaptive(name: str, description: str, cls: type, kind: str = "adaptive") -> Entry:
+    return Entry(name, kind, description, lambda optimizer, budget, batch_size: cls(optimizer))
+
+
 REGISTRY: dict[str, Entry] = {
     entry.name: entry
     for entry in (
@@ -42,29 +46,26 @@ REGISTRY: dict[str, Entry] = {
             lambda optimizer, budget, batch_size: peers.schedule_free_warmup(optimizer, budget),
             own_optimizer=True,
         ),
-        Entry(
+        _adaptive(
             "hypergradient",
-            "peer",
             "hypergradient descent (Baydin et al. 2018), multiplicative, LR kept positive",
-            lambda optimizer, budget, batch_size: peers.Hypergradient(optimizer),
+            peers.Hypergradient,
+            kind="peer",
         ),
-        Entry(
+        _adaptive(
             "curvature",
-            "adaptive",
             "LR from Hessian lambda_max and gradient alignment, capped at c*2/lambda_max, smoothed",
-            lambda optimizer, budget, batch_size: adaptive.CurvatureAdaptive(optimizer),
+            adaptive.CurvatureAdaptive,
         ),
-        Entry(
+        _adaptive(
             "metric",
-            "adaptive",
             "x0.1 when validation loss and accuracy stop improving by 0.01; never raises",
-            lambda optimizer, budget, batch_size: adaptive.MetricAdaptive(optimizer),
+            adaptive.MetricAdaptive,
         ),
-        Entry(
+        _adaptive(
             "uncertainty",
-            "adaptive",
             "x1.1 per evaluation while 1 - softmax confidence > 0.05, else x0.9",
-            lambda optimizer, budget, batch_size: adaptive.UncertaintyAdaptive(optimizer),
+            adaptive.UncertaintyAdaptive,
         ),
         Entry(
             "resource",
