@@ -151,6 +151,14 @@ def _cmd_tasks(args, config, layout) -> None:
     list_tasks(config, layout)
 
 
+def _cmd_schedulers(args, config, layout) -> None:
+    from metalr.schedulers import REGISTRY
+
+    width = max(map(len, REGISTRY))
+    for name, entry in REGISTRY.items():
+        print(f"{name:<{width}}  {entry.description}")
+
+
 def _cmd_validate(args, config, layout) -> None:
     print(
         f"config OK: {len(config.tasks)} tasks; meta_train {list(config.meta_train)}, "
@@ -179,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_validate)
     p = add_parser("tasks", help="list every task: id, modality, sizes, parameter count, source")
     p.set_defaults(func=_cmd_tasks)
+    p = add_parser("schedulers", help="list every registered scheduler name with a one-line description")
+    p.set_defaults(func=_cmd_schedulers, needs_config=False)
     p = add_parser("prepare-data", help="carve train/val/test splits for one or all datasets")
     p.add_argument("--dataset", help="one dataset (default: every dataset the config uses)")
     p.set_defaults(func=_cmd_prepare_data)

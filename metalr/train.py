@@ -16,11 +16,13 @@ import torch
 
 from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
-from metalr.features import Probe, StepContext, build_probes, evaluate_split
+from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
+from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
 from metalr.meta.branching import capture
 from metalr.resume import LoopState, RunCheckpoints, fast_forward
-from metalr.schedulers import build_scheduler
+from metalr.schedulers import build_scheduler, evaluation_weights, owns_optimizer, schedule_free_optimizer
+from metalr.schedulers.peers import is_schedule_free, on_evaluation_weights
 from metalr.tasks import SplitData, build_model
 from metalr.tasks.datasets import task_view
 from metalr.tasks.loaders import BatchLoader, InputTransform
@@ -96,8 +98,10 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def build_optimizer(task: TaskSpec, parameters, lr: float | None = None) -> torch.optim.Optimizer:
+def build_optimizer(task: TaskSpec, parameters, lr: float | None = None, scheduler: str = "") -> torch.optim.Optimizer:
     lr = task.base_lr if lr is None else lr
+    if owns_optimizer(scheduler):  # Schedule-Free replaces the optimizer, not just the LR
+        return schedule_free_optimizer(task.optimizer, parameters, lr, task.weight_decay)
     if task.optimizer == "adam":
         return torch.optim.Adam(parameters, lr=lr, weight_decay=task.weight_decay)
     if task.optimizer == "adamw":
@@ -143,18 +147,33 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
     torch.manual_seed(spec.seed)
     model = build_model(task.model, info).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(task, params, spec.base_lr)
+    optimizer = build_optimizer(task, params, spec.base_lr, spec.scheduler)
     scheduler = build_scheduler(
-        spec.scheduler, optimizer, task.budget_steps, spec.meta_checkpoint, seed=int(spec.config_hash[:8], 16)
+        spec.scheduler,
+        optimizer,
+        task.budget_steps,
+        spec.meta_checkpoint,
+        batch_size=task.batch_size,
+        seed=int(spec.config_hash[:8], 16),
     )
     batches = BatchLoader(splits["train"], info, task.batch_size, spec.seed)
     # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
     probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
     probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
     loop = (checkpoints.restore(spec, model, optimizer, scheduler, probes) if checkpoints else None) or LoopState()
+    schedule_free = is_schedule_free(optimizer)
+    if schedule_free:
+        optimizer.train()  # a checkpoint holds the evaluation weights; train from the training weights
     # Index draws only: augmentation draws from the global RNG, whose state the checkpoint restored.
     fast_forward(batches.indices, loop.step)
     after_backward, after_update = Probe.hooks(probes, "after_backward"), Probe.hooks(probes, "after_update")
+    if schedule_free:  # validation and uncertainty read the averaged weights Schedule-Free evaluates
+        after_update = [
+            on_evaluation_weights(hook, hook.__self__.due, optimizer)
+            if isinstance(hook.__self__, (ValidationProbe, UncertaintyProbe))
+            else hook
+            for hook in after_update
+        ]
     observe = getattr(scheduler, "observe", None)
 
     run_id = spec.run_id  # a hash of the spec: computed once, not per step
@@ -198,6 +217,8 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
             "progress": step / task.budget_steps,
             "lr": lr,
             "lr_change_reason": change_reason,
+            # The size of a change, on the step whose reason says why.
+            "lr_change": lr / rows[-1]["lr"] if change_reason is not None and rows and rows[-1]["lr"] else None,
         }
         for hook in after_backward:
             row.update(hook(ctx))
@@ -227,9 +248,11 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
             loop.step, loop.first_loss, loop.last_val, loop.change_reason = step, first_loss, last_val, change_reason
             loop.elapsed_s += time.perf_counter() - started
             started = time.perf_counter()
-            checkpoints.save(spec, model, optimizer, scheduler, probes, loop)
+            with evaluation_weights(optimizer):
+                checkpoints.save(spec, model, optimizer, scheduler, probes, loop)
 
-    test = evaluate_split(model, splits["test"], info) if status == "ok" else {}
+    with evaluation_weights(optimizer):
+        test = evaluate_split(model, splits["test"], info) if status == "ok" else {}
     ok = status == "ok"
     summary = {
         **run_identity(spec, data),

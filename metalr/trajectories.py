@@ -23,6 +23,7 @@ LOOP_COLUMNS = {
     "progress": pa.float64(),
     "lr": pa.float64(),
     "lr_change_reason": pa.string(),
+    "lr_change": pa.float64(),
     "res_step_time_s": pa.float64(),
 }
 TRAJECTORY_SCHEMA = pa.schema(list(LOOP_COLUMNS.items()) + list(probe_columns().items()))

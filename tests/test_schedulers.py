@@ -111,3 +111,148 @@ def test_meta_scheduler_composes_with_a_sequential_warmup():
     assert lrs[0] == pytest.approx(0.01)
     assert lrs[5] == pytest.approx(0.1)
     assert all(math.isfinite(x) and x > 0 for x in lrs)
+
+
+# --- every registered scheduler -----------------------------------------------------------------
+
+import io  # noqa: E402
+
+from metalr.schedulers import ADAPTIVE, REGISTRY, SCHEDULER_NAMES, owns_optimizer, schedule_free_optimizer  # noqa: E402
+
+BUILT = [name for name in SCHEDULER_NAMES if not name.startswith("meta")]
+
+
+def _setup(name, lr=1e-3, budget=60):
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4))]
+    kind = "adam"
+    optimizer = schedule_free_optimizer(kind, params, lr) if owns_optimizer(name) else torch.optim.Adam(params, lr=lr)
+    return optimizer, build_scheduler(name, optimizer, budget, batch_size=32)
+
+
+def _features(t):
+    """A synthetic stream that gives every adaptive scheduler something to act on."""
+    return {
+        "val_loss": 1.0 / (1 + t) if t < 20 else 0.05 + 0.001 * (t % 3),
+        "val_acc": min(0.9, 0.05 * t),
+        "unc_confidence": 0.6 + 0.015 * t,
+        "unc_mc_var": 0.01 * (t % 7),
+        "curv_lambda_max": 5.0 + t,
+        "grad_cos_prev": math.sin(t),
+        "res_samples_per_s": 1000.0 / (1 + t % 5),
+        "res_cpu_rss_mb": 300.0 + t,
+        "res_data_classes": 10,
+        "res_data_features": 64,
+    }
+
+
+def _drive(optimizer, scheduler, steps, start=0):
+    """Deterministic updates (gradients from the step index), observe, step; the LR of every update."""
+    lrs = []
+    params = optimizer.param_groups[0]["params"]
+    for t in range(start, start + steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for i, p in enumerate(params):
+            p.grad = torch.sin(torch.arange(p.numel(), dtype=p.dtype) + t + i) + 0.1 * p.detach()
+        optimizer.step()
+        if hasattr(scheduler, "observe"):
+            scheduler.observe(_features(t))
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_a_state_dict_saved_mid_run_continues_with_an_identical_lr_sequence(name):
+    optimizer, scheduler = _setup(name)
+    before = _drive(optimizer, scheduler, 25)
+    buffer = io.BytesIO()  # through torch.save, as the run checkpoints do
+    torch.save({"scheduler": scheduler.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=False)
+    fresh_optimizer, fresh = _setup(name)
+    with torch.no_grad():
+        for p, q in zip(fresh_optimizer.param_groups[0]["params"], optimizer.param_groups[0]["params"], strict=True):
+            p.copy_(q)
+    fresh_optimizer.load_state_dict(saved["optimizer"])
+    fresh.load_state_dict(saved["scheduler"])
+    expected = _drive(optimizer, scheduler, 30, start=25)
+    assert _drive(fresh_optimizer, fresh, 30, start=25) == expected
+    if name != "constant":  # the stream made the scheduler act, so its state had something to carry
+        assert len(set(before + expected)) > 1
+
+
+@pytest.mark.parametrize("name", [*ADAPTIVE, "hypergradient"])
+def test_adaptive_schedulers_compose_with_a_sequential_warmup(name):
+    optimizer, adaptive = _setup(name, lr=1e-3)
+    warmup = LinearLR(optimizer, start_factor=0.1, total_iters=5)
+    chained = SequentialLR(optimizer, [warmup, adaptive], milestones=[5])
+    lrs = _drive(optimizer, _Observing(chained, adaptive), 40)
+    assert lrs[0] == pytest.approx(1e-4)
+    assert lrs[5] == pytest.approx(1e-3)  # the warmup hands over the base LR
+    assert all(math.isfinite(x) and adaptive.min_lr <= x <= adaptive.max_lr for x in lrs)
+    assert len(set(lrs[6:])) > 1, "the adaptive scheduler acted after the warmup"
+
+
+class _Observing:
+    """SequentialLR does not forward observe(): feed the adaptive scheduler directly."""
+
+    def __init__(self, chained, adaptive):
+        self.chained, self.adaptive = chained, adaptive
+
+    def observe(self, features):
+        self.adaptive.observe(features)
+
+    def step(self):
+        self.chained.step()
+
+
+def test_warmup_cosine_warms_up_over_five_percent_then_follows_cosine():
+    lrs = _lrs(build_scheduler("warmup-cosine", _optimizer(), 100), 100)
+    assert lrs[0] == pytest.approx(0.01) and lrs[5] == pytest.approx(0.1)
+    assert lrs[5:] == pytest.approx(_lrs(CosineAnnealingLR(_optimizer(), T_max=95), 95))
+
+
+def test_one_cycle_peaks_at_the_base_lr_after_thirty_percent():
+    lrs = _lrs(build_scheduler("onecycle", _optimizer(), 100), 100)
+    assert max(lrs) == pytest.approx(0.1, rel=1e-3) and 25 <= lrs.index(max(lrs)) <= 35
+    assert lrs[0] == pytest.approx(0.1 / 25) and lrs[-1] < 1e-4
+
+
+def test_schedule_free_needs_its_own_optimizer():
+    with pytest.raises(ValueError, match="schedule_free_optimizer"):
+        build_scheduler("schedulefree", _optimizer(), 10)
+
+
+def test_names_starting_with_meta_are_routed_to_the_meta_scheduler():
+    for name in ("meta", "meta-gru"):
+        with pytest.raises(ValueError, match="fitted checkpoint"):
+            build_scheduler(name, _optimizer(), 10)
+
+
+def test_every_registered_scheduler_has_a_description_and_a_config_name(repo):
+    import yaml
+
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    names = schema["$defs"]["scheduler_name"]["enum"]
+    assert set(names) == {name for name, entry in REGISTRY.items() if entry.kind != "meta"}
+    assert all(entry.description for entry in REGISTRY.values())
+
+
+def test_metalr_schedulers_lists_every_name_once_with_its_description(capsys):
+    from metalr.cli import main
+
+    assert main(["schedulers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(REGISTRY)
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+
+
+def test_hypergradient_lr_stays_positive_however_hard_the_gradients_oppose():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
+    scheduler = build_scheduler("hypergradient", optimizer, 100)
+    p = optimizer.param_groups[0]["params"][0]
+    for t in range(2000):  # gradients flip sign every step: every cosine is -1
+        p.grad = torch.full((3,), 1.0 if t % 2 else -1.0)
+        optimizer.step()
+        scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(scheduler.min_lr) and scheduler.min_lr > 0

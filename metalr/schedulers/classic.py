@@ -10,10 +10,15 @@ from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     ExponentialLR,
     LambdaLR,
+    LinearLR,
     LRScheduler,
+    OneCycleLR,
     ReduceLROnPlateau,
+    SequentialLR,
     StepLR,
 )
+
+WARMUP_FRACTION = 0.05  # warmup+cosine: linear warmup over this fraction of the budget
 
 
 class _Unit:
@@ -38,6 +43,27 @@ def exponential(optimizer: Optimizer, budget: int) -> LRScheduler:
 
 def cosine(optimizer: Optimizer, budget: int) -> LRScheduler:
     return CosineAnnealingLR(optimizer, T_max=budget)
+
+
+def warmup_cosine(optimizer: Optimizer, budget: int) -> LRScheduler:
+    """LinearLR from 10% to 100% of the base LR over 5% of the budget, then cosine to zero."""
+    warmup = max(1, round(WARMUP_FRACTION * budget))
+    return SequentialLR(
+        optimizer,
+        [
+            LinearLR(optimizer, start_factor=0.1, end_factor=1.0, total_iters=warmup),
+            CosineAnnealingLR(optimizer, T_max=budget - warmup),
+        ],
+        milestones=[warmup],
+    )
+
+
+def one_cycle(optimizer: Optimizer, budget: int) -> LRScheduler:
+    """torch's OneCycleLR peaking at the base LR, with its defaults (30% rise, cycled momentum)."""
+    peak = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+    # +1: the loop steps the scheduler after every update, the last one included, and
+    # OneCycleLR refuses to be stepped past total_steps.
+    return OneCycleLR(optimizer, max_lr=peak, total_steps=budget + 1)
 
 
 class ValidationPlateau(ReduceLROnPlateau):
@@ -75,4 +101,6 @@ CLASSIC = {
     "exponential": exponential,
     "cosine": cosine,
     "plateau": plateau,
+    "warmup-cosine": warmup_cosine,
+    "onecycle": one_cycle,
 }

@@ -1,0 +1,80 @@
+"""Property tests: whatever the features (NaN and inf included), the LR stays finite and in bounds."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metalr.schedulers import ADAPTIVE, build_scheduler
+
+FEATURES = sorted(
+    {
+        name
+        for adaptive in ADAPTIVE
+        for name in build_scheduler(adaptive, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3), 10).needs
+    }
+)
+values = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 1e308, -1e308, 1e-308]),
+    st.integers(min_value=-(2**40), max_value=2**40),
+)
+streams = st.lists(st.dictionaries(st.sampled_from(FEATURES), values), min_size=1, max_size=40)
+base_lrs = st.floats(min_value=1e-7, max_value=10.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(ADAPTIVE), stream=streams, base_lr=base_lrs)
+def test_adaptive_lr_is_finite_and_within_bounds_for_any_feature_stream(name, stream, base_lr):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    scheduler = build_scheduler(name, optimizer, 100, batch_size=32)
+    non_finite = 0
+    for features in stream:
+        optimizer.step()
+        scheduler.observe(features)
+        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert math.isfinite(lr) and scheduler.min_lr <= lr <= scheduler.max_lr
+        non_finite += sum(
+            1 for k, v in features.items() if k in scheduler.needs and v is not None and not math.isfinite(float(v))
+        )
+    assert scheduler.ignored_inputs == non_finite
+
+
+gradients = st.lists(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=3, max_size=3),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(grads=gradients, base_lr=base_lrs)
+def test_hypergradient_lr_is_finite_positive_and_within_bounds_for_any_gradients(grads, base_lr):
+    param = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.SGD([param], lr=base_lr)
+    scheduler = build_scheduler("hypergradient", optimizer, 100)
+    for grad in grads:
+        param.grad = torch.tensor(grad)
+        optimizer.step()
+        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert math.isfinite(lr) and 0 < scheduler.min_lr <= lr <= scheduler.max_lr
+
+
+def test_ignored_inputs_are_logged_and_counted(caplog):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = build_scheduler("uncertainty", optimizer, 100)
+    with caplog.at_level(logging.DEBUG, logger="metalr.schedulers"):
+        for value in (math.nan, math.inf, 0.9):
+            optimizer.step()
+            scheduler.observe({"unc_confidence": value})
+            scheduler.step()
+    assert scheduler.ignored_inputs == 2
+    assert "ignored non-finite unc_confidence=nan" in caplog.text
+    assert optimizer.param_groups[0]["lr"] == 1e-3 * 1.1  # the finite value still counted
