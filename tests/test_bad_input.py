@@ -148,20 +148,11 @@ def test_a_foreign_meta_scheduler_checkpoint_is_refused(tmp_path, prepared):
     raw["splits"]["meta_val"] = []
     held_out_config = tmp_path / "eval.yaml"
     held_out_config.write_text(yaml.safe_dump(raw))
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
+    # Where the evaluation looks for the main meta-learner of the last DAgger round.
+    foreign = Path(layout.checkpoint("meta", 1))
+    foreign.mkdir(parents=True)
     (foreign / "config.json").write_text('{"format": "someone-elses-model"}')
-    proc = _cli(
-        tmp_path,
-        held_out_config,
-        "train-runs",
-        "--phase",
-        "eval",
-        "--task",
-        "wine-mlp",
-        "--meta-checkpoint",
-        str(foreign),
-    )
+    proc = _cli(tmp_path, held_out_config, "train-runs", "--phase", "eval", "--task", "wine-mlp")
     assert proc.returncode == 2
     _assert_one_clear_message(proc.stderr, [f"{foreign} is not a metalr meta-scheduler checkpoint"])
 
@@ -174,7 +165,8 @@ def test_a_failing_job_on_the_snakemake_path_logs_one_message(tmp_path, smoke_ru
     (tmp_path / bad).write_bytes(b"PAR1 but not really")
     (tmp_path / layout.leakage_report()).unlink()
     target = layout.leakage_report()
-    cmd = snakemake_cmd(repo / "config" / "smoke.yaml", "--cores", "1", target)
+    # Only this job: the collection jobs upstream are done (their temporary snapshots consumed).
+    cmd = snakemake_cmd(repo / "config" / "smoke.yaml", "--cores", "1", "--allowed-rules", "check_leakage", target)
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     log = (tmp_path / layout.log("check_leakage")).read_text()

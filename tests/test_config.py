@@ -91,9 +91,10 @@ def test_a_family_samples_its_variants_from_its_seed_and_splits_may_name_it(raw)
     assert [parse_config(raw).tasks[v.task_id] for v in variants] != variants
 
 
-def test_default_config_samples_about_24_meta_training_variants(repo):
+def test_default_config_samples_meta_training_variants_of_five_families(repo):
     config = load_config(repo / "config" / "config.yaml")
-    assert 20 <= len(config.meta_train) <= 30
+    assert 12 <= len(config.meta_train) <= 30
+    assert len({t.rsplit("-", 1)[0] for t in config.meta_train}) == 5
     assert "sgd" not in {config.tasks[t].optimizer for t in config.meta_train}  # SGD stays unseen
 
 
