@@ -151,6 +151,7 @@ REFERENCE_SCHEDULER = "cosine"
 
 @dataclass(frozen=True)
 class EvalConfig(RunGrid):
+    default_lr_only: tuple[str, ...] = ()
     lr_ratio: float = 3.0
     lr_steps: int = 1
     bootstrap_resamples: int = 2000
@@ -349,6 +350,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
         evaluate=EvalConfig(
             tuple(raw["evaluate"]["schedulers"]),
             raw["evaluate"]["seeds"],
+            default_lr_only=tuple(raw["evaluate"]["default_lr_only"]),
             lr_ratio=raw["evaluate"]["lr_grid"]["ratio"],
             lr_steps=raw["evaluate"]["lr_grid"]["steps"],
             bootstrap_resamples=raw["evaluate"]["bootstrap_resamples"],

@@ -53,6 +53,9 @@ def phase_run_specs(
         grid = config.evaluate.lr_multipliers
         # (scheduler, base-LR multipliers): ablations run at the task's default base LR only.
         variants = [(name, grid) for name in config.evaluate.schedulers]
+        variants += [
+            (name, (1.0,)) for name in config.evaluate.default_lr_only if name not in config.evaluate.schedulers
+        ]
         variants += [(name, (1.0,) if is_ablation(name) else grid) for name in checkpoints]
         seeds, snapshot_steps = config.evaluate.seeds, ()
     else:
