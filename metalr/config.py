@@ -198,6 +198,16 @@ class MetaConfig:
     dagger_rounds: int = 1
     fallback_z: float = 6.0
     branching: BranchConfig = BranchConfig()
+    search_hidden: tuple[int, ...] = ()
+    search_lr: tuple[float, ...] = ()
+
+    def search_points(self) -> list[MetaConfig]:
+        """The (hidden, lr) grid to fit, as configs; just this one without ``search``."""
+        from dataclasses import replace
+
+        hidden = self.search_hidden or (self.hidden,)
+        lrs = self.search_lr or (self.lr,)
+        return [replace(self, hidden=h, lr=lr) for h in hidden for lr in lrs]
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> MetaConfig:
@@ -207,7 +217,13 @@ class MetaConfig:
             branching["multipliers"] = tuple(branching["multipliers"])
         if "architectures" in raw:
             raw["architectures"] = tuple(raw["architectures"])
-        return cls(**raw, branching=BranchConfig(**branching))
+        search = raw.pop("search", {})
+        return cls(
+            **raw,
+            branching=BranchConfig(**branching),
+            search_hidden=tuple(search.get("hidden", ())),
+            search_lr=tuple(search.get("lr", ())),
+        )
 
 
 @dataclass(frozen=True)

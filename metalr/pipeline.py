@@ -333,13 +333,27 @@ def fit(
     val, _ = sequences(metaval)
     log(f"fit {variant_name}: {len(train)} meta-training sequences, {len(val)} meta-validation sequences")
     device = resolve_device(config.device)
-    model, report = fit_meta_learner(train, val, config.meta, chosen.arch, device=device, log=log)
+    fitted = []
+    for point in config.meta.search_points():
+        model, report = fit_meta_learner(train, val, point, chosen.arch, device=device, log=log)
+        score = report.val_loss if report.val_loss is not None else report.train_loss
+        log(f"fit {variant_name}: hidden {point.hidden}, meta-LR {point.lr:g}: early-stop score {score:.4f}")
+        fitted.append((score, point, model, report))
+    _, point, model, report = min(fitted, key=lambda f: f[0])
     runs = read_parquet_files(collect["runs"])
     probes = {config.tasks[t].probes for t in runs["task"].unique().to_list()}
     save_checkpoint(
         model.cpu(),
         {
-            **{k: v for k, v in asdict(config.meta).items() if k not in ("architectures", "controls", "ablations")},
+            **{
+                k: v
+                for k, v in asdict(point).items()
+                if k not in ("architectures", "controls", "ablations", "search_hidden", "search_lr")
+            },
+            "searched": {
+                "hidden": [p.hidden for p in config.meta.search_points()],
+                "lr": [p.lr for p in config.meta.search_points()],
+            },
             "variant": variant_name,
             "role": chosen.role,
             "about": chosen.about,

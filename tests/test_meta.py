@@ -275,3 +275,9 @@ def test_collection_spreads_base_lrs_over_three_decades_reproducibly(smoke_confi
     assert min(draws) < 0.1 and max(draws) > 10  # both tails are visited
     assert draws == [smoke_config.collect.lr_multiplier(f"task{i}", "cosine", s) for i in range(50) for s in range(4)]
     assert abs(np.mean(np.log10(draws))) < 0.25
+
+
+def test_the_search_grid_crosses_hidden_sizes_and_meta_lrs_and_defaults_to_one_point():
+    grid = MetaConfig(search_hidden=(128, 256), search_lr=(1e-4, 1e-3)).search_points()
+    assert [(p.hidden, p.lr) for p in grid] == [(128, 1e-4), (128, 1e-3), (256, 1e-4), (256, 1e-3)]
+    assert [(p.hidden, p.lr) for p in MetaConfig(hidden=64, lr=0.003).search_points()] == [(64, 0.003)]

@@ -105,6 +105,7 @@ def test_the_final_fit_reads_the_on_policy_round_and_its_checkpoint_describes_it
     assert len(checkpoint["normalisation"]["mean"]) == len(checkpoint["features"])
     assert checkpoint["format_version"] == 1 and checkpoint["metalr_version"]
     assert checkpoint["fit"]["n_train_labels"] > 0
+    assert checkpoint["searched"]["hidden"] == [4, 8] and checkpoint["hidden"] in (4, 8)
     round0 = json.loads((results / "meta" / "round-0" / "meta" / "config.json").read_text())
     assert round0["trained_on_phases"] == ["collect"]
 

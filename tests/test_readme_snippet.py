@@ -12,7 +12,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from metalr.schedulers import MetaScheduler
 
 SECTION = "## Use a fitted meta-scheduler in your own loop"
-PLACEHOLDER = '"results/meta/lstm"'
+PLACEHOLDER = '"results/meta/round-1/meta"'
 
 
 def _code_blocks(readme: str) -> list[str]:

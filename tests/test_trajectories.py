@@ -37,14 +37,16 @@ def test_trajectory_rows_keep_the_declared_dtypes(tmp_path):
     assert back["val_loss"].null_count() == 1
 
 
-def test_every_trajectory_and_runs_column_is_documented(repo):
+def test_every_trajectory_runs_and_forks_column_is_documented(repo):
     import re
 
+    from metalr.meta.branching import FORKS_SCHEMA
     from metalr.trajectories import RUNS_SCHEMA, TRAJECTORY_SCHEMA
 
     doc = (repo / "docs" / "trajectory-schema.md").read_text()
     documented = set(re.findall(r"`([a-z_0-9]+)`", doc))
-    missing = [name for name in TRAJECTORY_SCHEMA.names + RUNS_SCHEMA.names if name not in documented]
+    names = TRAJECTORY_SCHEMA.names + RUNS_SCHEMA.names + list(FORKS_SCHEMA)
+    missing = [name for name in names if name not in documented]
     assert not missing, f"undocumented columns: {missing}"
 
 

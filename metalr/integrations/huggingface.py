@@ -3,7 +3,7 @@
     from metalr.integrations.huggingface import meta_scheduler_for_trainer
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    optimizers, callback = meta_scheduler_for_trainer("results/meta/lstm", optimizer, budget=args.max_steps)
+    optimizers, callback = meta_scheduler_for_trainer("results/meta/round-1/meta", optimizer, budget=args.max_steps)
     trainer = Trainer(model, args, train_dataset=..., eval_dataset=..., optimizers=optimizers, callbacks=[callback])
 
 The Trainer steps the scheduler itself; the callback collects each optimizer update's
