@@ -493,9 +493,10 @@ def _meta_variant_tables(evaluation: Evaluation, meta_infos: dict[str, dict]) ->
         "Cells: tasks won/tied/lost in a per-task paired test by seed (t-test and Wilcoxon, p < "
         f"{ALPHA}), then the mean over tasks of the normalised-score gain; `*` marks a Holm-corrected Wilcoxon "
         "across tasks below the threshold. Every comparator started from the same base LR. Steps to target / "
-        "cosine: median over tasks of the ratio of median steps to the validation target (misses infinite; "
-        "n/a when neither hits). OOD rate: the fraction of decisions whose inputs lay beyond the fallback "
-        "threshold; these runs ran with the fallback off, so the headline numbers include those decisions.",
+        "cosine: median, over the tasks where both reach the validation target in at least half their seeds, "
+        "of the ratio of median steps to it (n/a: no such task). OOD rate: the fraction of decisions whose "
+        "inputs lay beyond the fallback threshold; these runs ran with the fallback off, so the headline "
+        "numbers include those decisions.",
         "",
         "Variants:",
         "",

@@ -81,11 +81,14 @@ def compare_meta_variants(runs: pl.DataFrame, resamples: int = 2000) -> pl.DataF
                     gains.append(gain)
                 reference = by_cell.get((REFERENCE, multiplier, task))
                 if other == REFERENCE and reference is not None:
-                    ratios.append(_median_steps(mine) / _median_steps(reference))
+                    mine_steps, cosine_steps = _median_steps(mine), _median_steps(reference)
+                    # A ratio only where both reach the target in at least half their seeds.
+                    if np.isfinite(mine_steps) and np.isfinite(cosine_steps) and cosine_steps > 0:
+                        ratios.append(mine_steps / cosine_steps)
             if not verdicts:
                 continue
             across = paired_test(gains, resamples=resamples)
-            finite = [r for r in ratios if np.isfinite(r)]
+            finite = ratios
             family.append(
                 {
                     "variant": name,
