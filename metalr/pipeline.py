@@ -44,10 +44,11 @@ def phase_run_specs(
     from metalr.config import phase_round
     from metalr.meta.branching import branch_steps
     from metalr.meta.variants import is_ablation
-    from metalr.schedulers import META, is_meta
+    from metalr.schedulers import META, is_meta, owns_optimizer
     from metalr.train import RunSpec
 
     checkpoints = dict(meta_checkpoints or {})
+    unbranched: set[str] = set()
     task = config.task(task_id)
     if phase == "eval":
         grid = config.evaluate.lr_multipliers
@@ -61,6 +62,9 @@ def phase_run_specs(
     else:
         names = (META,) if phase_round(phase) else config.collect.schedulers
         variants = [(name, None) for name in names]
+        # A fork continues with the task's own optimizer: runs whose scheduler replaces it
+        # (Schedule-Free) are collected but not branched.
+        unbranched = {name for name in names if owns_optimizer(name)}
         seeds = config.collect.seeds
         branching = config.meta.branching
         snapshot_steps = tuple(branch_steps(task.budget_steps, branching.points, config.meta.decision_fraction))
@@ -69,6 +73,7 @@ def phase_run_specs(
             raise ValueError(f"phase {phase!r} runs {name!r} but no checkpoint was given for it")
 
     def spec(name: str, seed: int, multiplier: float) -> RunSpec:
+        branched = phase == "eval" or name not in unbranched
         return RunSpec(
             phase=phase,
             task=task,
@@ -79,7 +84,7 @@ def phase_run_specs(
             loss_ema_beta=config.loss_ema_beta,
             meta_checkpoint=checkpoints.get(name),
             lr_multiplier=multiplier,
-            snapshot_steps=snapshot_steps,
+            snapshot_steps=snapshot_steps if branched else (),
         )
 
     return [

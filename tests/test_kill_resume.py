@@ -71,7 +71,7 @@ def test_a_killed_training_job_resumes_from_its_checkpoint_and_matches_an_uninte
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
 
     log = (tmp_path / layout.log(f"collect_trajectories/collect/{TASK}")).read_text()
-    assert re.search(r"cosine +seed=0 ok", log) and f"resumed from step {killed_at}" in log
+    assert re.search(r"cosine( lr x\S+)? +seed=0 ok", log) and f"resumed from step {killed_at}" in log
     assert re.search(r"constant +seed=0 ok", log) and "finished in an earlier attempt, skipped" in log
     assert not (tmp_path / "results" / "resume").exists()  # cleaned up once the outputs exist
 

@@ -12,7 +12,13 @@ from conftest import run_smoke_pipeline, snakemake_exe
 from metalr.meta.variants import is_ablation, meta_variants
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS
 
-TRAINING_RULES = ("collect_trajectories", "label_branch_points", "fit_meta_learner", "evaluate_schedulers")
+TRAINING_RULES = (
+    "collect_trajectories",
+    "collect_on_policy",
+    "label_branch_points",
+    "fit_meta_learner",
+    "evaluate_schedulers",
+)
 
 
 def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_run):

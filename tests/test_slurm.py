@@ -20,13 +20,37 @@ import yaml
 from conftest import snakemake_cmd
 
 from metalr.config import load_config
+from metalr.meta.variants import meta_variants
 from metalr.paths import ResultsLayout
 from metalr.pipeline import phase_run_specs
 from metalr.tasks import SplitData
 from metalr.train import train_run
 from metalr.trajectories import TIMING_COLUMNS
 
-TRAINING_RULES = ("collect_trajectories", "fit_meta_learner", "evaluate_schedulers")
+TRAINING_RULES = (
+    "collect_trajectories",
+    "collect_on_policy",
+    "label_branch_points",
+    "fit_meta_learner",
+    "evaluate_schedulers",
+)
+
+
+def _expected_slurm_jobs(config) -> dict[str, int]:
+    """SLURM jobs per kind for a config under profiles/slurm: grouped rules make one job per
+    stage, the branching expert one per collection phase, each fit its own."""
+    phases = [p for base in ("collect", "metaval") for p in config.collection_phases(base) if config.phase_tasks(p)]
+    rounds = config.meta.dagger_rounds
+    return {
+        "prepare_data": 1,
+        "collect_trajectories": 1,
+        "collect_on_policy": rounds,
+        "label_branch_points": len(phases),
+        # the main model of each round before the last, then every variant of the last
+        "fit_meta_learner": rounds + len(meta_variants(config.meta)),
+        "evaluate_schedulers": 1,
+    }
+
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("METALR_SLURM_TEST") != "1",
@@ -95,18 +119,23 @@ def test_every_training_job_requested_a_gpu_and_no_other_job_did(slurm_run):
     assert seen_rules == set(TRAINING_RULES)
 
 
-def test_job_groups_make_a_few_sbatch_calls(slurm_run):
+def test_job_groups_make_one_sbatch_call_per_stage_and_one_per_fit(slurm_run, smoke_config):
     _, jobs, output = slurm_run
-    # prepare_data x3 -> one job; collect + metaval -> one; fit -> one; eval -> one.
-    assert len(jobs) == 4, sorted(job["Comment"] for job in jobs.values())
-    assert len(re.findall(r"submitted with SLURM jobid", output)) == 4
+    expected = _expected_slurm_jobs(smoke_config)
+    assert len(jobs) == sum(expected.values()), sorted(job["Comment"] for job in jobs.values())
+    assert len(re.findall(r"submitted with SLURM jobid", output)) == sum(expected.values())
 
 
-def test_training_jobs_use_the_gpu_slurm_gave_them(slurm_run):
+def test_training_jobs_use_the_gpu_slurm_gave_them(slurm_run, smoke_config):
     workdir, _, _ = slurm_run
     logs = [*(workdir / "results" / "logs").rglob("*.log")]
     training = [p for p in logs if any(rule in str(p) for rule in TRAINING_RULES)]
-    assert len(training) == 4
+    # collection: one log per task and round; branching: one per phase; fits: one per variant (+ round 0)
+    tasks = len(smoke_config.meta_train) + len(smoke_config.meta_val)
+    expected = _expected_slurm_jobs(smoke_config)
+    assert len(training) == tasks * (1 + smoke_config.meta.dagger_rounds) + expected["label_branch_points"] + (
+        expected["fit_meta_learner"] + len(smoke_config.held_out)
+    )
     for path in training:
         assert "gpu: claimed CUDA_VISIBLE_DEVICES=0 from pool 0" in path.read_text(), path
 

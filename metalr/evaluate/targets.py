@@ -51,7 +51,8 @@ def choose_tuned_lr(runs: pl.DataFrame) -> pl.DataFrame:
         baselines, "final_val_metric", pl.col("higher_is_better"), ["task", "scheduler", "lr_multiplier"]
     ).with_columns(distance=pl.col("lr_multiplier").log().abs())
     return (
-        ranked.sort(["better", "distance"], descending=[True, False])
+        # Ties: nearest the default, then the smaller multiplier, so the choice never depends on row order.
+        ranked.sort(["better", "distance", "lr_multiplier"], descending=[True, False, False])
         .group_by("task", "scheduler", maintain_order=True)
         .first()
         .select("task", "scheduler", "lr_multiplier", val_median=pl.col("value"))
@@ -94,7 +95,8 @@ def compute_targets(runs: pl.DataFrame, tuned_lr: pl.DataFrame) -> pl.DataFrame:
 
     def best(frame: pl.DataFrame, name: str) -> pl.DataFrame:
         return (
-            frame.sort("better", descending=True)
+            # Ties go to the first scheduler by name, so the target's source never depends on row order.
+            frame.sort(["better", "scheduler"], descending=[True, False])
             .group_by("task", maintain_order=True)
             .first()
             .select(

@@ -10,7 +10,7 @@ rule collect_trajectories:
         resume_dir=LAYOUT.resume("{phase}", "{task}"),
         meta_checkpoints=collect_checkpoints,
     wildcard_constraints:
-        phase=COLLECTION_PHASE,
+        phase="collect|metaval",
     threads: training_threads
     resources:
         gpu=CONFIG.gpu_per_job,
@@ -20,6 +20,15 @@ rule collect_trajectories:
         "../../envs/metalr.yaml"
     script:
         "../scripts/train_runs.py"
+
+
+# DAgger rounds: the same job, following the previous round's meta-scheduler. A rule of its
+# own so that a cluster profile can group it apart from round 0 (it waits on a fit).
+use rule collect_trajectories as collect_on_policy with:
+    wildcard_constraints:
+        phase=ON_POLICY_PHASE,
+    log:
+        LAYOUT.log("collect_on_policy/{phase}/{task}"),
 
 
 rule label_branch_points:

@@ -12,6 +12,7 @@ FINAL_ROUND = CONFIG.meta.dagger_rounds
 META_VARIANTS = [v.name for v in meta_variants(CONFIG.meta)]
 # collect and metaval are round 0 of the collection; collect-r1, metaval-r1, ... the DAgger rounds.
 COLLECTION_PHASE = "(collect|metaval)(-r[0-9]+)?"
+ON_POLICY_PHASE = "(collect|metaval)-r[0-9]+"
 
 
 wildcard_constraints:
