@@ -72,7 +72,7 @@ def test_a_killed_training_job_resumes_from_its_checkpoint_and_matches_an_uninte
 
     log = (tmp_path / layout.log(f"collect_trajectories/collect/{TASK}")).read_text()
     assert re.search(r"cosine( lr x\S+)? +seed=0 ok", log) and f"resumed from step {killed_at}" in log
-    assert re.search(r"constant +seed=0 ok", log) and "finished in an earlier attempt, skipped" in log
+    assert re.search(r"constant( lr x\S+)? +seed=0 ok", log) and "finished in an earlier attempt, skipped" in log
     assert not (tmp_path / "results" / "resume").exists()  # cleaned up once the outputs exist
 
     data = SplitData.load(tmp_path / layout.data("digits"))

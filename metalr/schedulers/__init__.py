@@ -18,6 +18,9 @@ from metalr.schedulers.registry import REGISTRY, is_meta, owns_optimizer
 
 META = "meta"
 SCHEDULER_NAMES = tuple(REGISTRY)
+# Schedulers that read timing or memory features (res_*): their runs differ between machines
+# and between otherwise identical runs, like the timing columns themselves.
+MACHINE_DEPENDENT = ("resource", "meta-plus-resources")
 ADAPTIVE = tuple(name for name, entry in REGISTRY.items() if entry.kind == "adaptive")
 
 
@@ -48,6 +51,7 @@ def build_scheduler(
 
 __all__ = [
     "ADAPTIVE",
+    "MACHINE_DEPENDENT",
     "CLASSIC",
     "META",
     "ExplorationSchedule",
