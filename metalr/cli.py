@@ -26,17 +26,6 @@ def _collection_phases(config: PipelineConfig, up_to_round: int | None = None) -
     return [p for base in ("collect", "metaval") for p in config.collection_phases(base, up_to_round)]
 
 
-def _meta_checkpoints(config: PipelineConfig, layout: ResultsLayout, phase: str) -> dict[str, str]:
-    """The meta-learners a phase runs: all final variants in eval, round N-1's main model in collect-rN."""
-    from metalr.config import phase_round
-    from metalr.meta.variants import META, meta_variants
-
-    if phase == "eval":
-        return {v.name: layout.checkpoint(v.name, config.meta.dagger_rounds) for v in meta_variants(config.meta)}
-    round = phase_round(phase)
-    return {META: layout.checkpoint(META, round - 1)} if round else {}
-
-
 def _cmd_prepare_data(args, config, layout) -> None:
     from metalr.pipeline import prepare_data
 
@@ -46,7 +35,7 @@ def _cmd_prepare_data(args, config, layout) -> None:
 
 
 def _cmd_train_runs(args, config, layout) -> None:
-    from metalr.pipeline import train_runs
+    from metalr.pipeline import phase_meta_checkpoints, train_runs
 
     task = config.task(args.task)
     collection = args.phase != "eval"
@@ -58,14 +47,14 @@ def _cmd_train_runs(args, config, layout) -> None:
         layout.trajectories(args.phase, task.task_id),
         layout.runs_part(args.phase, task.task_id),
         threads=args.threads,
-        meta_checkpoints=_meta_checkpoints(config, layout, args.phase),
+        meta_checkpoints=phase_meta_checkpoints(config, layout, args.phase),
         resume_dir=layout.resume(args.phase, task.task_id),
         snapshots_out=layout.snapshots(args.phase, task.task_id) if collection else None,
     )
 
 
 def _cmd_label(args, config, layout) -> None:
-    from metalr.pipeline import label_branch_points
+    from metalr.pipeline import label_branch_points, phase_meta_checkpoints
 
     tasks = config.phase_tasks(args.phase)
     label_branch_points(
@@ -74,7 +63,7 @@ def _cmd_label(args, config, layout) -> None:
         {t: layout.data(config.task(t).dataset) for t in tasks},
         {t: layout.snapshots(args.phase, t) for t in tasks},
         layout.forks(args.phase),
-        meta_checkpoints=_meta_checkpoints(config, layout, args.phase),
+        meta_checkpoints=phase_meta_checkpoints(config, layout, args.phase),
         threads=args.threads,
     )
 
@@ -118,12 +107,12 @@ def _cmd_compare(args, config, layout) -> None:
 
 
 def _cmd_summarize(args, config, layout) -> None:
-    from metalr.pipeline import summarize_results
+    from metalr.pipeline import phase_meta_checkpoints, summarize_results
 
     summarize_results(
         layout.evaluation_dir(),
         layout.runs(),
-        list(_meta_checkpoints(config, layout, "eval").values()),
+        list(phase_meta_checkpoints(config, layout, "eval").values()),
         layout.summary_parquet(),
         layout.summary_md(),
         layout.summary_html(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +203,6 @@ class MetaConfig:
 
     def search_points(self) -> list[MetaConfig]:
         """The (hidden, lr) grid to fit, as configs; just this one without ``search``."""
-        from dataclasses import replace
-
         hidden = self.search_hidden or (self.hidden,)
         lrs = self.search_lr or (self.lr,)
         return [replace(self, hidden=h, lr=lr) for h in hidden for lr in lrs]

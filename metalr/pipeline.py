@@ -16,6 +16,7 @@ import polars as pl
 from metalr.config import PipelineConfig
 from metalr.evaluate import check_leakage
 from metalr.io import atomic_path
+from metalr.paths import ResultsLayout
 from metalr.tasks import SplitData, prepare_dataset
 from metalr.trajectories import TrajectoryWriter, read_parquet_files, runs_frame, write_parquet
 
@@ -43,7 +44,7 @@ def phase_run_specs(
     """
     from metalr.config import phase_round
     from metalr.meta.branching import branch_steps
-    from metalr.meta.variants import is_ablation
+    from metalr.meta.variants import meta_variants
     from metalr.schedulers import META, is_meta, owns_optimizer
     from metalr.train import RunSpec
 
@@ -53,11 +54,12 @@ def phase_run_specs(
     if phase == "eval":
         grid = config.evaluate.lr_multipliers
         # (scheduler, base-LR multipliers): ablations run at the task's default base LR only.
+        ablations = {v.name for v in meta_variants(config.meta) if v.role == "ablation"}
         variants = [(name, grid) for name in config.evaluate.schedulers]
         variants += [
             (name, (1.0,)) for name in config.evaluate.default_lr_only if name not in config.evaluate.schedulers
         ]
-        variants += [(name, (1.0,) if is_ablation(name) else grid) for name in checkpoints]
+        variants += [(name, (1.0,) if name in ablations else grid) for name in checkpoints]
         seeds, snapshot_steps = config.evaluate.seeds, ()
     else:
         names = (META,) if phase_round(phase) else config.collect.schedulers
@@ -73,7 +75,6 @@ def phase_run_specs(
             raise ValueError(f"phase {phase!r} runs {name!r} but no checkpoint was given for it")
 
     def spec(name: str, seed: int, multiplier: float) -> RunSpec:
-        branched = phase == "eval" or name not in unbranched
         return RunSpec(
             phase=phase,
             task=task,
@@ -84,7 +85,7 @@ def phase_run_specs(
             loss_ema_beta=config.loss_ema_beta,
             meta_checkpoint=checkpoints.get(name),
             lr_multiplier=multiplier,
-            snapshot_steps=snapshot_steps if branched else (),
+            snapshot_steps=() if name in unbranched else snapshot_steps,
         )
 
     return [
@@ -104,18 +105,34 @@ def _cached_data(path: str) -> SplitData:
 def job_threads(config: PipelineConfig, phase: str, task_id: str) -> int:
     """Worker processes a training job deserves: starting one costs seconds (torch's import), so a job
     of a few short runs trains them in its own process and leaves the other cores to other jobs."""
-    runs = len(phase_run_specs(config, phase, task_id, _placeholder_checkpoints(config, phase)))
+    runs = len(phase_run_specs(config, phase, task_id, phase_meta_checkpoints(config, ResultsLayout(), phase)))
     return config.threads if runs >= 4 * config.threads else 1
 
 
-def _placeholder_checkpoints(config: PipelineConfig, phase: str) -> dict[str, str]:
-    """Names of the meta-learners a phase runs (paths unused), to count its runs before they are fitted."""
+def phase_meta_checkpoints(config: PipelineConfig, layout: ResultsLayout, phase: str) -> dict[str, str]:
+    """The fitted meta-learners a phase runs, by scheduler name: every variant of the last DAgger
+    round in eval, the main model of round N-1 in collect-rN / metaval-rN, none in round 0."""
     from metalr.config import phase_round
     from metalr.meta.variants import META, meta_variants
 
     if phase == "eval":
-        return {v.name: "" for v in meta_variants(config.meta)}
-    return {META: ""} if phase_round(phase) else {}
+        return {v.name: layout.checkpoint(v.name, config.meta.dagger_rounds) for v in meta_variants(config.meta)}
+    round = phase_round(phase)
+    return {META: layout.checkpoint(META, round - 1)} if round else {}
+
+
+def _completed(func, jobs: Sequence[tuple], threads: int):
+    """``func(*job)`` for every job, yielded as each finishes: in this process for one
+    worker or one job, else on a pool of ``threads`` spawned single-threaded workers."""
+    if threads <= 1 or len(jobs) <= 1:
+        _init_worker()
+        for job in jobs:
+            yield func(*job)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(threads, mp_context=context, initializer=_init_worker) as pool:
+        for future in as_completed([pool.submit(func, *job) for job in jobs]):
+            yield future.result()
 
 
 def _init_worker() -> None:
@@ -199,16 +216,8 @@ def train_runs(
         )
 
     args = (str(data_path), resume, config.checkpoint_every, config.checkpoint_min_interval_s)
-    if threads <= 1 or len(specs) == 1:
-        _init_worker()
-        for spec in specs:
-            report(_execute(spec, *args))
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(threads, mp_context=context, initializer=_init_worker) as pool:
-            futures = [pool.submit(_execute, spec, *args) for spec in specs]
-            for future in as_completed(futures):
-                report(future.result())
+    for result in _completed(_execute, [(spec, *args) for spec in specs], threads):
+        report(result)
     order = {spec.run_id: i for i, spec in enumerate(specs)}
     results.sort(key=lambda r: order[r.row["run_id"]])
     with TrajectoryWriter(trajectories_out) as writer:
@@ -282,18 +291,10 @@ def label_branch_points(
         left = elapsed / done * (len(jobs) - done)
         log(f"{phase}: [{done}/{len(jobs)}] runs branched ({elapsed:.0f} s, ~{left:.0f} s left)")
 
-    if threads <= 1 or len(jobs) <= 1:
-        _init_worker()
-        for done, job in enumerate(jobs, 1):
-            rows += _label_job(*job, branching)
-            report(done)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(threads, mp_context=context, initializer=_init_worker) as pool:
-            futures = [pool.submit(_label_job, *job, branching) for job in jobs]
-            for done, future in enumerate(as_completed(futures), 1):
-                rows += future.result()
-                report(done)
+    labelled = _completed(_label_job, [(*job, branching) for job in jobs], threads)
+    for done, out in enumerate(labelled, 1):
+        rows += out
+        report(done)
     frame = forks_frame(rows).sort("run_id", "step", "multiplier", "fork_seed")
     write_parquet(frame, forks_out)
     log(f"{phase}: {frame.height} forks, {int(frame['diverged'].sum())} diverged -> {forks_out}")
@@ -324,18 +325,19 @@ def fit(
     fraction = config.meta.decision_fraction
 
     def sequences(files: Mapping[str, Sequence[str | Path]]):
+        """(decision sequences with the variant's inputs, the state labels, the source runs)."""
         if not files["runs"]:
-            return [], None
+            return [], None, None
         runs = read_parquet_files(files["runs"])
         labels = state_labels(read_parquet_files(files["forks"]))
         found = build_sequences(runs, read_parquet_files(files["trajectories"]), labels, fraction)
         if chosen.shuffled:
             budgets = dict(runs.select("run_id", "budget_steps").iter_rows())
             found = shuffle_across_runs(found, budgets, config.meta.seed)
-        return select_features(found, chosen.features), labels
+        return select_features(found, chosen.features), labels, runs
 
-    train, labels = sequences(collect)
-    val, _ = sequences(metaval)
+    train, labels, runs = sequences(collect)
+    val, _, _ = sequences(metaval)
     log(f"fit {variant_name}: {len(train)} meta-training sequences, {len(val)} meta-validation sequences")
     device = resolve_device(config.device)
     fitted = []
@@ -345,7 +347,6 @@ def fit(
         log(f"fit {variant_name}: hidden {point.hidden}, meta-LR {point.lr:g}: early-stop score {score:.4f}")
         fitted.append((score, point, model, report))
     _, point, model, report = min(fitted, key=lambda f: f[0])
-    runs = read_parquet_files(collect["runs"])
     probes = {config.tasks[t].probes for t in runs["task"].unique().to_list()}
     save_checkpoint(
         model.cpu(),

@@ -15,6 +15,16 @@ from metalr.tasks import prepare_dataset
 REPO = Path(__file__).resolve().parents[1]
 
 
+# The rules that train or fit, and so request the `gpu` resource.
+TRAINING_RULES = (
+    "collect_trajectories",
+    "collect_on_policy",
+    "label_branch_points",
+    "fit_meta_learner",
+    "evaluate_schedulers",
+)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _single_thread():
     torch.set_num_threads(1)

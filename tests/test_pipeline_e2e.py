@@ -7,18 +7,10 @@ import subprocess
 import numpy as np
 import polars as pl
 import yaml
-from conftest import run_smoke_pipeline, snakemake_exe
+from conftest import TRAINING_RULES, run_smoke_pipeline, snakemake_exe
 
-from metalr.meta.variants import is_ablation, meta_variants
+from metalr.meta.variants import meta_variants
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS
-
-TRAINING_RULES = (
-    "collect_trajectories",
-    "collect_on_policy",
-    "label_branch_points",
-    "fit_meta_learner",
-    "evaluate_schedulers",
-)
 
 
 def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_run):
@@ -34,7 +26,8 @@ def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_
         # every baseline and meta-learner on the base-LR grid; ablations at the default only
         "eval": config.evaluate.seeds
         * (
-            len(config.evaluate.schedulers) * len(grid) + sum(1 if is_ablation(v.name) else len(grid) for v in variants)
+            len(config.evaluate.schedulers) * len(grid)
+            + sum(1 if v.role == "ablation" else len(grid) for v in variants)
         ),
     }
     for phase, n in per_task.items():

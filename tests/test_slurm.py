@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import torch
 import yaml
-from conftest import snakemake_cmd
+from conftest import TRAINING_RULES, snakemake_cmd
 
 from metalr.config import load_config
 from metalr.meta.variants import meta_variants
@@ -26,14 +26,6 @@ from metalr.pipeline import phase_run_specs
 from metalr.tasks import SplitData
 from metalr.train import train_run
 from metalr.trajectories import TIMING_COLUMNS
-
-TRAINING_RULES = (
-    "collect_trajectories",
-    "collect_on_policy",
-    "label_branch_points",
-    "fit_meta_learner",
-    "evaluate_schedulers",
-)
 
 
 def _expected_slurm_jobs(config) -> dict[str, int]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from metalr.config import MetaConfig
 from metalr.meta.inputs import FEATURE_GROUPS, INPUT_FEATURES, MAIN_GROUPS, PROGRESS_ONLY_FEATURES
 from metalr.meta.model import ARCHITECTURE_LABELS
+from metalr.schedulers import META
 
-META = "meta"
 PROGRESS_ONLY = "meta-progress-only"
 SHUFFLED = "meta-shuffled"
 
@@ -71,8 +71,3 @@ def variant(cfg: MetaConfig, name: str) -> MetaVariant:
     if name not in by_name:
         raise ValueError(f"unknown meta-learner variant {name!r}; this config fits: {', '.join(by_name)}")
     return by_name[name]
-
-
-def is_ablation(name: str) -> bool:
-    """Ablations are evaluated at the task's default base LR only (the grid is for the main comparisons)."""
-    return name.startswith(f"{META}-no-") or name == f"{META}-plus-resources"

@@ -1,10 +1,9 @@
 # Shared state and input functions. No rule holds logic; this file only maps the
 # validated config onto file paths.
-from metalr.config import phase_round
 from metalr.evaluate.protocol import EVALUATION_TABLES
-from metalr.meta.variants import META, meta_variants
+from metalr.meta.variants import meta_variants
 from metalr.paths import ResultsLayout
-from metalr.pipeline import job_threads
+from metalr.pipeline import job_threads, phase_meta_checkpoints
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
 LAYOUT = ResultsLayout("results")
@@ -57,17 +56,14 @@ def training_threads(wildcards):
 
 
 def collect_inputs(wildcards):
-    """The data, and for a DAgger round the previous round's main meta-learner that the runs follow."""
+    """The data, and for a DAgger round the weights of the meta-learner its runs follow."""
     inputs = {"data": data_for_task(wildcards)}
-    round = phase_round(wildcards.phase)
-    if round:
-        inputs["weights"] = checkpoint_weights(META, round - 1)
+    inputs |= {"weights": f"{path}/model.safetensors" for path in collect_checkpoints(wildcards).values()}
     return inputs
 
 
 def collect_checkpoints(wildcards):
-    round = phase_round(wildcards.phase)
-    return {META: LAYOUT.checkpoint(META, round - 1)} if round else {}
+    return phase_meta_checkpoints(CONFIG, LAYOUT, wildcards.phase)
 
 
 def label_inputs(wildcards):
@@ -96,7 +92,7 @@ def final_weights():
 
 
 def final_checkpoints(wildcards):
-    return {variant: LAYOUT.checkpoint(variant, FINAL_ROUND) for variant in META_VARIANTS}
+    return phase_meta_checkpoints(CONFIG, LAYOUT, "eval")
 
 
 def evaluation_tables():
