@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from metalr.tasks.datasets import DatasetInfo
+from metalr.tasks.splits import DatasetInfo
 
 
 @dataclass

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from metalr.features.base import Probe, StepContext
-from metalr.tasks.datasets import DatasetInfo
 from metalr.tasks.loaders import InputTransform
 from metalr.tasks.objectives import forward, loss_from_output
 from metalr.tasks.registry import ALL_METRICS
+from metalr.tasks.splits import DatasetInfo
 
 EVAL_BATCH = 512
 

@@ -11,8 +11,8 @@ import importlib
 _EXPORTS = {
     "BUILTIN_DATASETS": "metalr.tasks.datasets",
     "DataError": "metalr.tasks.sources",
-    "DatasetInfo": "metalr.tasks.datasets",
-    "SplitData": "metalr.tasks.datasets",
+    "DatasetInfo": "metalr.tasks.splits",
+    "SplitData": "metalr.tasks.splits",
     "prepare_dataset": "metalr.tasks.datasets",
     "build_model": "metalr.tasks.models",
     "count_parameters": "metalr.tasks.models",

@@ -8,141 +8,17 @@ training jobs only read arrays.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from metalr.config import DatasetSpec, TaskSpec
-from metalr.tasks.registry import BUILTIN_SOURCES, HIGHER_IS_BETTER, KIND_METRICS, modality_kind
-
-SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class DatasetInfo:
-    name: str
-    kind: str  # "classification" | "regression" (forecasting) | "ctc" (speech recognition)
-    modality: str  # "image" | "tabular" | "text" | "timeseries" | "audio"
-    input_shape: tuple[int, ...]
-    n_classes: int = 0
-    vocab_size: int = 0
-    synthetic: bool = False
-    sizes: dict[str, int] = field(default_factory=dict)
-    metric: str = ""  # the primary metric; default: the kind's first
-    source: str = ""
-    class_names: list[str] = field(default_factory=list)
-    # Per-channel statistics of the training images, for Normalize at batch time.
-    norm_mean: list[float] = field(default_factory=list)
-    norm_std: list[float] = field(default_factory=list)
-    augment: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.metric = self.metric or KIND_METRICS[self.kind][0]
-
-    @property
-    def higher_is_better(self) -> bool:
-        return HIGHER_IS_BETTER[self.metric]
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        """Every metric reported for this dataset (top-5 needs at least 10 classes, AUC two)."""
-        names = KIND_METRICS[self.kind]
-        if self.kind == "classification":
-            names = tuple(
-                m for m in names if (m != "top5" or self.n_classes >= 10) and (m != "auc" or self.n_classes == 2)
-            )
-        return names
-
-
-@dataclass
-class SplitData:
-    """A dataset carved into train/val/test arrays, plus what a model needs to know.
-
-    ``arrays`` holds ``<column>_<split>``: ``X`` inputs and ``y`` targets always; ``L`` input
-    lengths and ``M`` target lengths for speech; ``W``/``K`` raw waveforms and their lengths;
-    ``O``/``S`` each forecast window's offset and scale (original units = O + S * value).
-    """
-
-    info: DatasetInfo
-    arrays: dict[str, np.ndarray]
-
-    def X(self, split: str) -> np.ndarray:
-        return self.arrays[f"X_{split}"]
-
-    def y(self, split: str) -> np.ndarray:
-        return self.arrays[f"y_{split}"]
-
-    def split(self, split: str) -> dict[str, np.ndarray]:
-        """The columns of one split, keyed without the split suffix."""
-        suffix = f"_{split}"
-        return {k[: -len(suffix)]: v for k, v in self.arrays.items() if k.endswith(suffix)}
-
-    def tensors(self, device) -> dict[str, dict]:
-        """Every split's columns as tensors on ``device``: {split: {column: tensor}}."""
-        import torch
-
-        return {s: {k: torch.as_tensor(v, device=device) for k, v in self.split(s).items()} for s in SPLITS}
-
-    def save(self, path: str | Path) -> None:
-        """Write ``path/info.json`` and ``path/<split>.parquet`` (one row per example), atomically."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-        try:
-            shapes = {}
-            for split in SPLITS:
-                columns = {}
-                for name, array in self.split(split).items():
-                    array = np.ascontiguousarray(array)
-                    shapes[f"{name}_{split}"] = [list(array.shape[1:]), array.dtype.str]
-                    flat = pa.array(array.reshape(len(array), -1).reshape(-1))
-                    width = int(np.prod(array.shape[1:], dtype=np.int64))
-                    columns[name] = pa.FixedSizeListArray.from_arrays(flat, max(width, 1)) if array.ndim > 1 else flat
-                pq.write_table(pa.table(columns), tmp / f"{split}.parquet")
-            (tmp / "info.json").write_text(json.dumps({"info": asdict(self.info), "arrays": shapes}, indent=1))
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SplitData:
-        import pyarrow.parquet as pq
-
-        path = Path(path)
-        meta = json.loads((path / "info.json").read_text())
-        info = meta["info"]
-        info["input_shape"] = tuple(info["input_shape"])
-        arrays = {}
-        for split in SPLITS:
-            table = pq.read_table(path / f"{split}.parquet")
-            for name in table.column_names:
-                shape, dtype = meta["arrays"][f"{name}_{split}"]
-                column = table.column(name).combine_chunks()
-                values = column.flatten() if shape else column
-                arrays[f"{name}_{split}"] = values.to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, *shape)
-        return cls(DatasetInfo(**info), arrays)
-
-    @staticmethod
-    def load_info(path: str | Path) -> DatasetInfo:
-        info = json.loads((Path(path) / "info.json").read_text())["info"]
-        info["input_shape"] = tuple(info["input_shape"])
-        return DatasetInfo(**info)
-
+from metalr.tasks.preprocess import prepare_declared
+from metalr.tasks.registry import BUILTIN_SOURCES, modality_kind
+from metalr.tasks.splits import SPLITS, DatasetInfo, SplitData, carve_indices, draw, image_stats, split_series
 
 # ---------------------------------------------------------------------------------------
 # Built-in offline datasets: shipped inside an installed package, or generated from a seed.
@@ -258,8 +134,6 @@ def prepare_dataset(
     if spec.source == "builtin":
         data = _prepare_builtin(spec, split_seed, val_fraction, test_fraction)
     else:
-        from metalr.tasks.preprocess import prepare_declared
-
         data = prepare_declared(spec, split_seed, val_fraction, test_fraction, log or (lambda _: None))
     data.info.sizes = {s: int(len(data.y(s))) for s in SPLITS}
     if spec.metric:
@@ -268,8 +142,6 @@ def prepare_dataset(
 
 
 def _prepare_builtin(spec: DatasetSpec, split_seed: int, val_fraction: float, test_fraction: float) -> SplitData:
-    from metalr.tasks.preprocess import image_stats, split_series
-
     X, y, info = BUILTIN_DATASETS[spec.name](split_seed)
     if info.kind == "regression":
         window = SERIES_WINDOW[spec.name]
@@ -285,28 +157,6 @@ def _prepare_builtin(spec: DatasetSpec, split_seed: int, val_fraction: float, te
     if info.modality == "image":
         info.norm_mean, info.norm_std = image_stats(arrays["X_train"])
     return SplitData(info, arrays)
-
-
-def carve_indices(
-    n: int, labels: np.ndarray | None, seed: int, val_fraction: float, test_fraction: float
-) -> dict[str, np.ndarray]:
-    """Indices of train / val / test, stratified by ``labels`` when given."""
-    index = np.arange(n)
-    rest, test = train_test_split(index, test_size=test_fraction, stratify=labels, random_state=seed)
-    rest_labels = None if labels is None else labels[rest]
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1 - test_fraction), stratify=rest_labels, random_state=seed
-    )
-    return {"train": train, "val": val, "test": test}
-
-
-def draw(n: int, size: int, labels: np.ndarray | None, seed: int) -> np.ndarray:
-    """A fixed, stratified (when labels are given) draw of ``size`` of ``n`` indices, in order."""
-    if size >= n:
-        return np.arange(n)
-    stratify = labels if labels is not None and np.bincount(labels).min() >= 2 else None
-    keep, _ = train_test_split(np.arange(n), train_size=size, stratify=stratify, random_state=seed)
-    return np.sort(keep)
 
 
 def task_view(data: SplitData, task: TaskSpec) -> SplitData:

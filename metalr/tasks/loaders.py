@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-from metalr.tasks.datasets import DatasetInfo
+from metalr.tasks.splits import DatasetInfo
 
 Batch = dict[str, torch.Tensor]
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from metalr.config import ModelSpec
-from metalr.tasks.datasets import DatasetInfo
 from metalr.tasks.registry import MODEL_FAMILIES, families_for
+from metalr.tasks.splits import DatasetInfo
 
 
 class MLP(nn.Sequential):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metalr.tasks.datasets import DatasetInfo
+from metalr.tasks.splits import DatasetInfo
 
 Batch = dict[str, torch.Tensor]
 

@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from metalr.config import DatasetSpec
-from metalr.tasks.datasets import SPLITS, DatasetInfo, SplitData, carve_indices, draw
 from metalr.tasks.sources import DataError, load_source
+from metalr.tasks.splits import SPLITS, DatasetInfo, SplitData, carve_indices, draw, image_stats, split_series
 
 Log = Callable[[str], None]
 
@@ -127,8 +128,6 @@ def _carve_missing(found, labels, seed: int, val_fraction: float, test_fraction:
     if "val" not in found and "test" not in found:
         index = carve_indices(n, y, seed, val_fraction, test_fraction)
     else:
-        from sklearn.model_selection import train_test_split
-
         missing = "val" if "test" in found else "test"
         fraction = val_fraction if missing == "val" else test_fraction
         keep, carved = train_test_split(np.arange(n), test_size=fraction, stratify=y, random_state=seed)
@@ -140,13 +139,6 @@ def _carve_missing(found, labels, seed: int, val_fraction: float, test_fraction:
 
 # ---------------------------------------------------------------------------------------
 # Images
-
-
-def image_stats(train: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of training images, on the [0, 1] scale."""
-    scale = 255.0 if train.dtype == np.uint8 else 1.0
-    values = train.astype(np.float32).transpose(1, 0, 2, 3).reshape(train.shape[1], -1) / scale
-    return values.mean(1).tolist(), np.maximum(values.std(1), 1e-6).tolist()
 
 
 def _image_column(spec: DatasetSpec, table) -> str:
@@ -325,70 +317,6 @@ def _tabular(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dic
 
 # ---------------------------------------------------------------------------------------
 # Time series
-
-
-def split_series(
-    series: Sequence[np.ndarray],
-    futures: Sequence[np.ndarray] | None,
-    window: int,
-    horizon: int,
-    stride: int,
-    val_fraction: float,
-    test_fraction: float,
-    level_scale: bool = False,
-) -> dict[str, np.ndarray]:
-    """Forecast windows from each series, split in time order: train, then val, then test.
-
-    Test targets are the given ``futures`` (e.g. M4's test file) or the series' last part;
-    validation targets the part before it. Val and test windows do not overlap (a step of
-    ``horizon``); their inputs may reach back into the earlier part, their targets never.
-    Values are stored relative to each window's last input value ``O`` in units of ``S``:
-    the series' training-part standard deviation of first differences, or, with
-    ``level_scale``, the window's mean absolute level (errors then count relative to the
-    level, as sMAPE does).
-    """
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in SPLITS}
-    for i, values in enumerate(series):
-        values = np.asarray(values, dtype=np.float64)
-        n = len(values)
-        n_test = 0 if futures is not None else max(horizon, int(round(n * test_fraction)))
-        n_val = max(horizon, int(round(n * val_fraction)))
-        end_train = n - n_test - n_val
-        if end_train - window - horizon < 0:
-            continue  # too short for one training window
-        diffs = np.diff(values[:end_train])
-        scale = float(diffs.std()) if len(diffs) > 1 and diffs.std() > 0 else 1.0
-        full = values if futures is None else np.concatenate([values, np.asarray(futures[i], dtype=np.float64)])
-        ranges = {
-            "train": range(window, end_train - horizon + 1, stride),
-            "val": range(end_train, end_train + n_val - horizon + 1, horizon),
-            "test": range(n - n_test, n - n_test + max(n_test, horizon) - horizon + 1, horizon)
-            if futures is None
-            else range(n, n + 1),
-        }
-        for split, starts in ranges.items():
-            starts = np.asarray([t for t in starts if t + horizon <= len(full)], dtype=np.int64)
-            if len(starts) == 0:
-                continue
-            inputs = np.stack([full[t - window : t] for t in starts])
-            targets = np.stack([full[t : t + horizon] for t in starts])
-            offset = inputs[:, -1]
-            if level_scale:
-                window_scale = np.abs(inputs).mean(1)
-                window_scale = np.where(window_scale > 0, window_scale, scale)
-            else:
-                window_scale = np.full(len(starts), scale)
-            parts[split].append((inputs, targets, offset, window_scale))
-    arrays = {}
-    for split, chunks in parts.items():
-        if not chunks:
-            raise DataError(f"no {split} windows: the series are too short for window {window} + horizon {horizon}")
-        inputs, targets, offset, scale = (np.concatenate(c) for c in zip(*chunks, strict=True))
-        arrays[f"X_{split}"] = ((inputs - offset[:, None]) / scale[:, None])[:, :, None].astype(np.float32)
-        arrays[f"y_{split}"] = ((targets - offset[:, None]) / scale[:, None]).astype(np.float32)
-        arrays[f"O_{split}"] = offset.astype(np.float32)
-        arrays[f"S_{split}"] = scale.astype(np.float32)
-    return arrays
 
 
 def _series_values(spec: DatasetSpec, table) -> list[np.ndarray]:
