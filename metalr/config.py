@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from metalr.tasks.registry import (
@@ -287,6 +290,7 @@ def phase_round(phase: str) -> int:
 
 def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate against the schema (filling defaults in place) and return the dict."""
+    # Lazy: snakemake is heavy and belongs to the pipeline; the library reads configs without it.
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
@@ -298,7 +302,7 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _schema_message(raw: dict[str, Any]) -> str:
-    import jsonschema
+    import jsonschema  # lazy: only the error path needs it
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
@@ -313,11 +317,30 @@ def _schema_message(raw: dict[str, Any]) -> str:
     return "invalid config:\n  " + "\n  ".join(lines or ["schema validation failed"])
 
 
+# A task family's sampled fields: many cheap variants of one task, drawn from a seed, so meta-training sees variety.
+FAMILY_MODEL_FIELDS = ("width", "depth")
+FAMILY_TASK_FIELDS = ("batch_size", "base_lr", "optimizer", "subset", "label_noise")
+
+
+def expand_family(base: TaskSpec, sample: Mapping[str, Sequence[Any]], count: int, seed: int) -> list[TaskSpec]:
+    """``count`` variants of ``base``, ids ``<base id>-00`` ..., each field drawn uniformly from ``sample``.
+
+    The draw depends on ``seed`` and the family's name only, so adding a family to a config
+    never changes the variants of another.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(base.task_id.encode())])
+    variants = []
+    for i in range(count):
+        drawn = {name: values[int(rng.integers(len(values)))] for name, values in sorted(sample.items())}
+        model = replace(base.model, **{k: v for k, v in drawn.items() if k in FAMILY_MODEL_FIELDS})
+        task_fields = {k: v for k, v in drawn.items() if k in FAMILY_TASK_FIELDS}
+        variants.append(replace(base, task_id=f"{base.task_id}-{i:02d}", model=model, **task_fields))
+    return variants
+
+
 def parse_config(raw: dict[str, Any]) -> PipelineConfig:
     """Validate ``raw`` and build the typed config; raises ConfigError on any problem."""
     raw = validate_config(raw)
-    from metalr.tasks.families import expand_family
-
     dataset_specs = {name: _dataset_spec(name, entry) for name, entry in raw["datasets"].items()}
     tasks = {task_id: _task_spec(task_id, entry, raw["defaults"]) for task_id, entry in raw["tasks"].items()}
     family_members: dict[str, list[str]] = {}
