@@ -27,11 +27,12 @@ import torch
 import metalr.train
 from metalr.config import ProbeConfig, load_config
 from metalr.features import evaluate_split
+from metalr.optim import build_optimizer
 from metalr.schedulers import build_scheduler
 from metalr.tasks import build_model, prepare_dataset
 from metalr.tasks.loaders import BatchLoader
 from metalr.tasks.objectives import batch_loss
-from metalr.train import RunSpec, build_optimizer, train_run
+from metalr.train import RunSpec, train_run
 
 # One of each model kind in the default config (the first variant of each family).
 TASKS = ("digits-mlp-00", "digits-cnn", "co2-lstm-00", "synthtext-bilstm-00")

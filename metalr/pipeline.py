@@ -185,7 +185,7 @@ def train_runs(
     checkpoints = {name: str(path) for name, path in (meta_checkpoints or {}).items()}
     specs = phase_run_specs(config, phase, task_id, checkpoints)
     resume = None if resume_dir is None else str(resume_dir)
-    from metalr.train import resolve_device
+    from metalr.optim import resolve_device
 
     log(f"{phase}/{task_id}: {len(specs)} runs on {threads} worker(s), device {resolve_device(config.device)}")
     if resume is not None and Path(resume).is_dir():
@@ -318,7 +318,7 @@ def fit(
     from metalr.meta.dataset import build_sequences, select_features, shuffle_across_runs
     from metalr.meta.fit import fit_meta_learner
     from metalr.meta.variants import variant
-    from metalr.train import resolve_device
+    from metalr.optim import resolve_device
 
     chosen = variant(config.meta, variant_name)
     check_leakage(config, [*collect["runs"], *metaval["runs"]])

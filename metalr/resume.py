@@ -212,6 +212,27 @@ class RunCheckpoints:
             os.removedirs(self.directory.parent)  # stops at the first parent that is not empty
 
 
+def capture(step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, first_loss: float) -> dict:
+    """The state after update ``step``: enough to continue the run from there in a fork."""
+
+    def clone(state):
+        if isinstance(state, torch.Tensor):
+            return state.detach().to("cpu", copy=True)
+        if isinstance(state, dict):
+            return {k: clone(v) for k, v in state.items()}
+        if isinstance(state, list):
+            return [clone(v) for v in state]
+        return state
+
+    return {
+        "step": step,
+        "next_lr": optimizer.param_groups[0]["lr"],
+        "first_loss": first_loss,
+        "model": clone(model.state_dict()),
+        "optimizer": clone(optimizer.state_dict()),
+    }
+
+
 def fast_forward(batches: Iterator, steps: int) -> Iterator:
     """Skip the first ``steps`` items of ``batches`` (the mini-batch indices of the steps already done)."""
     for _ in range(steps):

@@ -19,9 +19,9 @@ from metalr.config import TaskSpec, stable_hash
 from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
 from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
-from metalr.meta.branching import capture
-from metalr.resume import LoopState, RunCheckpoints, fast_forward
-from metalr.schedulers import build_scheduler, evaluation_weights, owns_optimizer, schedule_free_optimizer
+from metalr.optim import build_optimizer, resolve_device
+from metalr.resume import LoopState, RunCheckpoints, capture, fast_forward
+from metalr.schedulers import build_scheduler, evaluation_weights
 from metalr.schedulers.peers import is_schedule_free, on_evaluation_weights
 from metalr.tasks import SplitData, build_model
 from metalr.tasks.datasets import task_view
@@ -88,25 +88,6 @@ class RunResult:
     def trajectory(self) -> pl.DataFrame:
         """One row per step, TRAJECTORY_SCHEMA."""
         return trajectory_frame(self.rows)
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA device; use device: auto or cpu")
-    return requested
-
-
-def build_optimizer(task: TaskSpec, parameters, lr: float | None = None, scheduler: str = "") -> torch.optim.Optimizer:
-    lr = task.base_lr if lr is None else lr
-    if owns_optimizer(scheduler):  # Schedule-Free replaces the optimizer, not just the LR
-        return schedule_free_optimizer(task.optimizer, parameters, lr, task.weight_decay)
-    if task.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=task.weight_decay)
-    if task.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=task.weight_decay)
-    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=task.weight_decay)
 
 
 def scheduler_params(scheduler) -> dict:

@@ -31,27 +31,6 @@ def branch_steps(budget: int, points: int, decision_fraction: float) -> list[int
     return sorted(s for s in steps if s < budget)
 
 
-def capture(step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, first_loss: float) -> dict:
-    """The state after update ``step``: enough to continue the run from there in a fork."""
-
-    def clone(state):
-        if isinstance(state, torch.Tensor):
-            return state.detach().to("cpu", copy=True)
-        if isinstance(state, dict):
-            return {k: clone(v) for k, v in state.items()}
-        if isinstance(state, list):
-            return [clone(v) for v in state]
-        return state
-
-    return {
-        "step": step,
-        "next_lr": optimizer.param_groups[0]["lr"],
-        "first_loss": first_loss,
-        "model": clone(model.state_dict()),
-        "optimizer": clone(optimizer.state_dict()),
-    }
-
-
 def fork_lr(step: int, start: int, lr0: float, hold: int, budget: int) -> float:
     """The LR of a fork's update ``step``: lr0 for ``hold`` updates, then cosine from lr0 to 0 at ``budget``."""
     end = start + hold
