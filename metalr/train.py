@@ -9,7 +9,6 @@ import math
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import polars as pl
 import torch
@@ -17,11 +16,13 @@ import torch
 from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
 from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
+from metalr.features.basic import LossProbe
 from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
 from metalr.optim import build_optimizer, resolve_device
 from metalr.resume import LoopState, RunCheckpoints, capture, fast_forward
 from metalr.schedulers import build_scheduler, evaluation_weights
+from metalr.schedulers.fork import HoldThenAnneal
 from metalr.schedulers.peers import is_schedule_free, on_evaluation_weights
 from metalr.tasks import SplitData, build_model
 from metalr.tasks.datasets import task_view
@@ -116,32 +117,76 @@ def scheduler_params(scheduler) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Fork:
+    """A continuation of a source run from one of its snapshots (the branching expert's fork).
+
+    The loop starts after update ``snapshot["step"]`` from the snapshot's model and optimizer,
+    with the LR held at ``multiplier`` x the snapshot's next LR for ``hold`` updates and then
+    annealed with cosine to 0 at the budget; only the loss probe runs; ``seed`` draws its data
+    order (a fork with the source's seed sees the source's batches).
+    """
+
+    snapshot: dict
+    multiplier: float
+    hold: int
+    seed: int
+
+
+def task_tensors(spec: RunSpec, data: SplitData) -> tuple[SplitData, dict]:
+    """The task's view of ``data`` and its splits as tensors on the run's device (forks of a run share them)."""
+    view = task_view(data, spec.task)
+    return view, view.tensors(torch.device(resolve_device(spec.device)))
+
+
 def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None = None) -> RunResult:
     """Train one run; with ``checkpoints``, resume from the run's checkpoint and save one every N steps."""
-    started = time.perf_counter()
-    task, data = spec.task, task_view(data, spec.task)
-    info = data.info
-    device = torch.device(resolve_device(spec.device))
-    splits = data.tensors(device)
-    n_train = info.sizes["train"]
+    return run_loop(spec, *task_tensors(spec, data), checkpoints=checkpoints)
 
-    torch.manual_seed(spec.seed)
+
+def run_loop(
+    spec: RunSpec,
+    data: SplitData,
+    splits: dict,
+    checkpoints: RunCheckpoints | None = None,
+    fork: Fork | None = None,
+) -> RunResult:
+    """The training loop of a run (or, with ``fork``, of a fork) on ``data``, the task's view, and ``splits``."""
+    started = time.perf_counter()
+    task, info = spec.task, data.info
+    device = splits["train"]["y"].device
+    n_train = info.sizes["train"]
+    seed = spec.seed if fork is None else fork.seed
+
+    torch.manual_seed(seed)
     model = build_model(task.model, info).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(task, params, spec.base_lr, spec.scheduler)
-    scheduler = build_scheduler(
-        spec.scheduler,
-        optimizer,
-        task.budget_steps,
-        spec.meta_checkpoint,
-        batch_size=task.batch_size,
-        seed=int(spec.config_hash[:8], 16),
-    )
-    batches = BatchLoader(splits["train"], info, task.batch_size, spec.seed)
-    # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
-    probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
-    probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
-    loop = (checkpoints.restore(spec, model, optimizer, scheduler, probes) if checkpoints else None) or LoopState()
+    if fork is None:
+        optimizer = build_optimizer(task, params, spec.base_lr, spec.scheduler)
+        scheduler = build_scheduler(
+            spec.scheduler,
+            optimizer,
+            task.budget_steps,
+            spec.meta_checkpoint,
+            batch_size=task.batch_size,
+            seed=int(spec.config_hash[:8], 16),
+        )
+    else:
+        model.load_state_dict(fork.snapshot["model"])
+        optimizer = build_optimizer(task, params, spec.base_lr)
+        optimizer.load_state_dict(fork.snapshot["optimizer"])
+        start = fork.snapshot["step"]
+        lr0 = fork.snapshot["next_lr"] * fork.multiplier
+        scheduler = HoldThenAnneal(optimizer, start, lr0, fork.hold, task.budget_steps)
+    batches = BatchLoader(splits["train"], info, task.batch_size, seed)
+    if fork is not None:
+        probes: list[Probe] = [LossProbe(spec.loss_ema_beta)]  # a fork is judged on its final validation loss only
+        loop = LoopState(step=start, first_loss=fork.snapshot["first_loss"])
+    else:
+        # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
+        probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
+        probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
+        loop = (checkpoints.restore(spec, model, optimizer, scheduler, probes) if checkpoints else None) or LoopState()
     schedule_free = is_schedule_free(optimizer)
     if schedule_free:
         optimizer.train()  # a checkpoint holds the evaluation weights; train from the training weights
@@ -178,7 +223,7 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
     epochs_per_step = task.batch_size / n_train
     rows, first_loss, last_val, change_reason = loop.rows, loop.first_loss, loop.last_val, loop.change_reason
     status = "ok"
-    snapshot_steps, snapshots = frozenset(spec.snapshot_steps), loop.snapshots
+    snapshot_steps, snapshots = frozenset(spec.snapshot_steps if fork is None else ()), loop.snapshots
     model.train()
     for step in range(loop.step + 1, task.budget_steps + 1):
         tick = time.perf_counter()
@@ -232,9 +277,12 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
             with evaluation_weights(optimizer):
                 checkpoints.save(spec, model, optimizer, scheduler, probes, loop)
 
-    with evaluation_weights(optimizer):
-        test = evaluate_split(model, splits["test"], info) if status == "ok" else {}
     ok = status == "ok"
+    if fork is not None:
+        val = evaluate_split(model, splits["val"], info)["loss"] if ok else math.inf
+        return RunResult({"status": status, "final_val_loss": val if math.isfinite(val) else math.inf}, rows)
+    with evaluation_weights(optimizer):
+        test = evaluate_split(model, splits["test"], info) if ok else {}
     summary = {
         **run_identity(spec, data),
         "scheduler_params": json.dumps(scheduler_params(scheduler), sort_keys=True),
@@ -287,10 +335,14 @@ def failed_run(spec: RunSpec, data: SplitData, error: BaseException) -> RunResul
         "status": "failed",
         "error": f"{type(error).__name__}: {error}",
         "steps_done": 0,
-        "device": spec.device,
+        "device": _device_name(spec.device),
     }
     return RunResult(summary, [])
 
 
-def load_split_data(path: str | Path) -> SplitData:
-    return SplitData.load(path)
+def _device_name(requested: str) -> str:
+    """The device a run resolves to; the requested one when resolving it is what failed."""
+    try:
+        return resolve_device(requested)
+    except RuntimeError:
+        return requested

@@ -6,7 +6,7 @@ import torch
 from conftest import make_task
 
 from metalr.config import BranchConfig, MetaConfig
-from metalr.meta.branching import branch_steps, fork_lr, forks_frame, label_snapshots, state_labels
+from metalr.meta.branching import branch_steps, forks_frame, label_snapshots, state_labels
 from metalr.meta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from metalr.meta.dataset import Sequence, build_sequences, select_features, shuffle_across_runs
 from metalr.meta.fit import fit_meta_learner
@@ -21,7 +21,8 @@ from metalr.meta.inputs import (
 from metalr.meta.model import ARCHITECTURES
 from metalr.meta.variants import meta_variants
 from metalr.schedulers import MetaScheduler
-from metalr.train import RunSpec, train_run
+from metalr.schedulers.fork import fork_lr
+from metalr.train import Fork, RunSpec, run_loop, task_tensors, train_run
 
 META = MetaConfig(hidden=16, lr=0.01, epochs=300, patience=300, decision_fraction=0.1)
 
@@ -126,6 +127,23 @@ def branched(digits):
         result = train_run(spec, digits)
         out[name] = (spec, result, label_snapshots(spec, digits, result.snapshots, cfg))
     return out
+
+
+def test_a_fork_at_multiplier_one_retraces_its_source_until_the_fork_schedule_departs(digits):
+    """Forks and runs share one training loop: from a constant-LR source's snapshot, a x1 fork on the
+    source's own data order reproduces the source's losses while it holds the LR, then anneals away."""
+    start, hold = 20, 10
+    spec = RunSpec("collect", make_task(budget=60), "constant", 0, snapshot_steps=(start,))
+    source = train_run(spec, digits)
+    view, splits = task_tensors(spec, digits)
+    fork = run_loop(spec, view, splits, fork=Fork(source.snapshots[0], 1.0, hold, seed=spec.seed))
+    assert fork.row["status"] == "ok" and [r["step"] for r in fork.rows] == list(range(start + 1, 61))
+    source_losses = [r["loss_train"] for r in source.rows]  # rows[i] is update i + 1
+    fork_losses = [r["loss_train"] for r in fork.rows]
+    # The loss of update t reads the weights after updates up to t - 1: the fork's LR departs at start + hold + 1.
+    same = start + hold + 1
+    assert fork_losses[: same - start] == pytest.approx(source_losses[start:same], rel=0, abs=1e-6)
+    assert fork_losses[-1] != pytest.approx(source_losses[-1], rel=0, abs=1e-6)
 
 
 def test_the_expert_labels_a_too_low_lr_up_and_a_too_high_lr_down(branched):

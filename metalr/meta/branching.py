@@ -18,10 +18,11 @@ import math
 
 import numpy as np
 import polars as pl
-import torch
 
 from metalr.config import BranchConfig, stable_hash
 from metalr.meta.inputs import MAX_LOG_MULT, cosine_factor, decision_interval
+from metalr.tasks.splits import SplitData
+from metalr.train import Fork, RunSpec, run_loop, task_tensors
 
 
 def branch_steps(budget: int, points: int, decision_fraction: float) -> list[int]:
@@ -31,49 +32,16 @@ def branch_steps(budget: int, points: int, decision_fraction: float) -> list[int
     return sorted(s for s in steps if s < budget)
 
 
-def fork_lr(step: int, start: int, lr0: float, hold: int, budget: int) -> float:
-    """The LR of a fork's update ``step``: lr0 for ``hold`` updates, then cosine from lr0 to 0 at ``budget``."""
-    end = start + hold
-    if step <= end or budget <= end:
-        return lr0
-    return lr0 * 0.5 * (1.0 + math.cos(math.pi * (step - end) / (budget - end)))
-
-
-def continue_from(spec, info, splits, snapshot: dict, multiplier: float, hold: int, fork_seed: int) -> float:
+def continue_from(
+    spec: RunSpec, data: SplitData, splits: dict, snapshot: dict, multiplier: float, hold: int, fork_seed: int
+) -> float:
     """Final validation loss of the fork of ``snapshot`` at ``multiplier`` (inf when it diverges).
 
-    ``info`` and ``splits`` are the task's view of its data, as tensors on the run's device.
+    ``data`` and ``splits`` are the task's view of its data and its tensors on the run's device.
+    The fork runs through the training loop itself (``run_loop``), so it trains exactly as runs do.
     """
-    from metalr.features import evaluate_split
-    from metalr.tasks import build_model
-    from metalr.tasks.loaders import BatchLoader
-    from metalr.tasks.objectives import batch_loss
-    from metalr.train import build_optimizer
-
-    task = spec.task
-    device = splits["train"]["y"].device
-    torch.manual_seed(fork_seed)
-    model = build_model(task.model, info).to(device)
-    model.load_state_dict(snapshot["model"])
-    optimizer = build_optimizer(task, [p for p in model.parameters() if p.requires_grad], spec.base_lr)
-    optimizer.load_state_dict(snapshot["optimizer"])
-    batches = BatchLoader(splits["train"], info, task.batch_size, fork_seed)
-    start, budget = snapshot["step"], task.budget_steps
-    lr0, limit = snapshot["next_lr"] * multiplier, spec.divergence_factor * snapshot["first_loss"]
-    model.train()
-    for step in range(start + 1, budget + 1):
-        lr = fork_lr(step, start, lr0, hold, budget)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss = batch_loss(model, next(batches), info)
-        value = loss.item()
-        if not math.isfinite(value) or value > limit:
-            return math.inf
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    val = evaluate_split(model, splits["val"], info)["loss"]
-    return val if math.isfinite(val) else math.inf
+    result = run_loop(spec, data, splits, fork=Fork(snapshot, multiplier, hold, fork_seed))
+    return result.row["final_val_loss"]
 
 
 def fork_seed(run_id: str, step: int, seed: int) -> int:
@@ -82,18 +50,14 @@ def fork_seed(run_id: str, step: int, seed: int) -> int:
 
 def label_snapshots(spec, data, snapshots: list[dict], cfg: BranchConfig) -> list[dict]:
     """One row per (branch point, multiplier, fork seed): the fork's final validation loss."""
-    from metalr.tasks.datasets import task_view
-    from metalr.train import resolve_device
-
-    view = task_view(data, spec.task)  # once per run: every fork reads the same tensors
-    splits = view.tensors(torch.device(resolve_device(spec.device)))
+    view, splits = task_tensors(spec, data)  # once per run: every fork reads the same tensors
     hold = max(1, round(cfg.hold_fraction * spec.task.budget_steps))
     rows = []
     for snapshot in snapshots:
         for multiplier in cfg.multipliers:
             for seed in range(cfg.seeds):
                 seed_of_fork = fork_seed(spec.run_id, snapshot["step"], seed)
-                loss = continue_from(spec, view.info, splits, snapshot, multiplier, hold, seed_of_fork)
+                loss = continue_from(spec, view, splits, snapshot, multiplier, hold, seed_of_fork)
                 rows.append(
                     {
                         "run_id": spec.run_id,
