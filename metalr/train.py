@@ -21,7 +21,7 @@ from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
 from metalr.optim import build_optimizer, resolve_device
 from metalr.resume import LoopState, RunCheckpoints, capture, fast_forward
-from metalr.schedulers import build_scheduler, evaluation_weights
+from metalr.schedulers import build_scheduler, evaluation_weights, hyperparameters
 from metalr.schedulers.fork import HoldThenAnneal
 from metalr.schedulers.peers import is_schedule_free, on_evaluation_weights
 from metalr.tasks import SplitData, build_model
@@ -89,32 +89,6 @@ class RunResult:
     def trajectory(self) -> pl.DataFrame:
         """One row per step, TRAJECTORY_SCHEMA."""
         return trajectory_frame(self.rows)
-
-
-def scheduler_params(scheduler) -> dict:
-    """The scheduler's own settings, as recorded in runs.parquet."""
-    state = scheduler.state_dict()
-    return {
-        k: v
-        for k, v in state.items()
-        if not k.startswith("_")
-        and k
-        not in (
-            "last_epoch",
-            "base_lrs",
-            "verbose",
-            "best",
-            "num_bad_epochs",
-            "cooldown_counter",
-            "last_epoch",
-            "log_mult",
-            "inputs",
-            "recurrent",
-            "change_reason",
-            "feature_index",
-        )
-        and isinstance(v, (int, float, str, bool))
-    }
 
 
 @dataclass(frozen=True)
@@ -285,7 +259,7 @@ def run_loop(
         test = evaluate_split(model, splits["test"], info) if ok else {}
     summary = {
         **run_identity(spec, data),
-        "scheduler_params": json.dumps(scheduler_params(scheduler), sort_keys=True),
+        "scheduler_params": json.dumps(hyperparameters(scheduler), sort_keys=True),
         "status": status,
         "steps_done": len(rows),
         "final_train_loss": rows[-1].get("loss_ema") if rows else None,

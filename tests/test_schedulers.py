@@ -1,8 +1,9 @@
 import math
+import warnings
 
 import pytest
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, ReduceLROnPlateau, SequentialLR
 
 from metalr.meta.inputs import INPUT_FEATURES, MAX_LOG_MULT, MAX_LOG_STEP
 from metalr.meta.model import LSTMMetaLearner
@@ -117,7 +118,14 @@ def test_meta_scheduler_composes_with_a_sequential_warmup():
 
 import io  # noqa: E402
 
-from metalr.schedulers import ADAPTIVE, REGISTRY, SCHEDULER_NAMES, owns_optimizer, schedule_free_optimizer  # noqa: E402
+from metalr.schedulers import (  # noqa: E402
+    ADAPTIVE,
+    REGISTRY,
+    SCHEDULER_NAMES,
+    is_meta,
+    owns_optimizer,
+    schedule_free_optimizer,
+)
 
 BUILT = [name for name in SCHEDULER_NAMES if not name.startswith("meta")]
 
@@ -146,8 +154,11 @@ def _features(t):
     }
 
 
-def _drive(optimizer, scheduler, steps, start=0):
-    """Deterministic updates (gradients from the step index), observe, step; the LR of every update."""
+def _drive(optimizer, scheduler, steps, start=0, peek=False):
+    """Deterministic updates (gradients from the step index), observe, step; the LR of every update.
+
+    With ``peek``, ``get_lr()`` is also called before and after each ``observe``, as a user might.
+    """
     lrs = []
     params = optimizer.param_groups[0]["params"]
     for t in range(start, start + steps):
@@ -155,10 +166,42 @@ def _drive(optimizer, scheduler, steps, start=0):
         for i, p in enumerate(params):
             p.grad = torch.sin(torch.arange(p.numel(), dtype=p.dtype) + t + i) + 0.1 * p.detach()
         optimizer.step()
+        if peek:
+            _peek(scheduler)
         if hasattr(scheduler, "observe"):
             scheduler.observe(_features(t))
+        if peek:
+            _peek(scheduler)
         scheduler.step()
     return lrs
+
+
+def _peek(scheduler):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own schedulers point to get_last_lr(); the call is the point here
+        try:
+            scheduler.get_lr()
+        except NotImplementedError:  # torch's SequentialLR and ReduceLROnPlateau have no get_lr to peek at
+            assert isinstance(scheduler, (SequentialLR, ReduceLROnPlateau)), type(scheduler)
+
+
+def _registered(name):
+    """Every registered scheduler on the same synthetic problem; the meta-scheduler with an untrained
+    learner whose head asks for a change, so that its decisions move the LR."""
+    if not is_meta(name):
+        return _setup(name)
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.randn(4))], lr=1e-3)
+    return optimizer, _meta(optimizer, bias=0.5)
+
+
+@pytest.mark.parametrize("name", SCHEDULER_NAMES)
+def test_peeking_at_get_lr_changes_nothing_for_every_registered_scheduler(name):
+    """torch's contract: get_lr() has no side effects; the LR sequence is the same with and without peeks."""
+    plain = _drive(*_registered(name), 50)
+    assert _drive(*_registered(name), 50, peek=True) == plain
+    if name != "constant":  # the feature stream made it act, so a lost proposal would show
+        assert len(set(plain)) > 1
 
 
 @pytest.mark.parametrize("name", BUILT)

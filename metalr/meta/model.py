@@ -6,13 +6,15 @@ zero-initialised head, so the untrained model outputs a = 0 everywhere: exactly 
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
 from metalr.meta.inputs import MAX_LOG_MULT
 
 
-class MetaLearner(nn.Module):
+class MetaLearner(nn.Module, abc.ABC):
     """Base: input normalisation, a sequence body (``encode``) and the bounded zero-initialised head."""
 
     def __init__(self, n_inputs: int, hidden: int):
@@ -23,8 +25,9 @@ class MetaLearner(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    @abc.abstractmethod
     def encode(self, normalised: torch.Tensor, state):
-        raise NotImplementedError
+        """The sequence body: (hidden outputs, carried state) for normalised inputs and the state so far."""
 
     def normalise(self, inputs: torch.Tensor) -> torch.Tensor:
         return (inputs - self.input_mean) / self.input_std

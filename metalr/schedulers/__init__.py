@@ -3,6 +3,7 @@ the learned meta-scheduler (``metalr.schedulers.registry``; ``metalr schedulers`
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from torch.optim import Optimizer
@@ -49,6 +50,20 @@ def build_scheduler(
     return entry.build(optimizer, budget, batch_size, seed)
 
 
+def hyperparameters(scheduler: LRScheduler) -> dict[str, float | int | str | bool]:
+    """A scheduler's settings, as runs.parquet records them (``scheduler_params``).
+
+    Ours report theirs through ``hyperparameters()``; torch's own schedulers have no such
+    method, so theirs are the constructor arguments they keep under the same name.
+    """
+    report = getattr(scheduler, "hyperparameters", None)
+    if report is not None:
+        return report()
+    arguments = inspect.signature(type(scheduler).__init__).parameters
+    kept = {name: getattr(scheduler, name, None) for name in arguments if name not in ("self", "last_epoch")}
+    return {name: value for name, value in kept.items() if isinstance(value, (int, float, str, bool))}
+
+
 __all__ = [
     "ADAPTIVE",
     "MACHINE_DEPENDENT",
@@ -68,6 +83,7 @@ __all__ = [
     "ValidationPlateau",
     "build_scheduler",
     "evaluation_weights",
+    "hyperparameters",
     "owns_optimizer",
     "schedule_free_optimizer",
 ]

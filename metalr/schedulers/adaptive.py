@@ -56,6 +56,9 @@ class CurvatureAdaptive(BoundedScheduler):
         self._cos = 0.0
         super().__init__(optimizer, min_lr, max_lr)
 
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        return {**super().hyperparameters(), "c": self.c, "smoothing": self.smoothing, "cos_gain": self.cos_gain}
+
     def update(self, features: dict[str, float]) -> None:
         if "grad_cos_prev" in features:
             self._cos = _ema(self._cos, max(-1.0, min(1.0, features["grad_cos_prev"])), self.smoothing)
@@ -98,6 +101,10 @@ class MetricAdaptive(BoundedScheduler):
         self._best_acc = -math.inf
         self._bad = 0
         super().__init__(optimizer, min_lr, max_lr)
+
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        settings = {"factor": self.factor, "threshold": self.threshold, "patience": self.patience}
+        return {**super().hyperparameters(), **settings}
 
     def update(self, features: dict[str, float]) -> None:
         if "val_loss" not in features:  # not an evaluation step
@@ -147,6 +154,10 @@ class UncertaintyAdaptive(BoundedScheduler):
             raise ValueError(f"uncertainty source must be one of {self.SOURCES}, got {source!r}")
         self.threshold, self.step_size, self.source = threshold, step, source
         super().__init__(optimizer, min_lr, max_lr)
+
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        settings = {"threshold": self.threshold, "step_size": self.step_size, "source": self.source}
+        return {**super().hyperparameters(), **settings}
 
     def update(self, features: dict[str, float]) -> None:
         if self.source == "confidence":
@@ -217,6 +228,17 @@ class ResourceAdaptive(BoundedScheduler):
         self._best_throughput = 0.0
         self._score: float | None = None
         super().__init__(optimizer, min_lr, max_lr)
+
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        settings = {
+            "batch_size": self.batch_size,
+            "complexity_weight": self.complexity_weight,
+            "resource_weight": self.resource_weight,
+            "smoothing": self.smoothing,
+            "tolerance": self.tolerance,
+            "path": self.path,  # which resources it read: gpu, cpu or none
+        }
+        return {**super().hyperparameters(), **settings}
 
     def _pressure(self, f: dict[str, float]) -> tuple[float, str] | None:
         if "res_gpu_util" in f or "res_gpu_mem_mb" in f:

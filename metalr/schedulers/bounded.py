@@ -2,14 +2,16 @@
 
 ``observe(features)`` reads the features the scheduler ``needs`` (NaN and inf are ignored,
 counted in ``ignored_inputs`` and logged) and may propose an LR change; the next ``step()``
-applies it. ``get_lr`` is chainable, like torch's own schedulers: it multiplies each
-group's current LR, so a ``SequentialLR`` warmup hands over the LR it reached. The result
-is always finite and within ``[min_lr, max_lr]``, whatever was observed. At a
-``SequentialLR`` milestone it starts from the base LR, like torch's own schedulers.
+applies it. ``get_lr`` has no side effects (peeking at it changes nothing) and is chainable,
+like torch's own schedulers: it multiplies each group's current LR, so a ``SequentialLR``
+warmup hands over the LR it reached. The result is always finite and within
+``[min_lr, max_lr]``, whatever was observed. At a ``SequentialLR`` milestone it starts
+from the base LR, like torch's own schedulers.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from collections.abc import Mapping
@@ -30,7 +32,7 @@ def initial_lr(optimizer: Optimizer) -> float:
     return float(group.get("initial_lr", group["lr"]))
 
 
-class BoundedScheduler(LRScheduler):
+class BoundedScheduler(LRScheduler, abc.ABC):
     """Base class: subclasses implement ``update(features)`` and call ``propose``."""
 
     needs: ClassVar[tuple[str, ...]] = ()
@@ -45,9 +47,7 @@ class BoundedScheduler(LRScheduler):
             raise ValueError(f"need 0 < min_lr <= max_lr, both finite; got {self.min_lr}, {self.max_lr}")
         self.ignored_inputs = 0  # public: runs.parquet's scheduler_params shows it
         self.change_reason: str | None = None
-        # Runtime state starts with "_" so that scheduler_params (the run's settings) leaves it out;
-        # it is all in state_dict all the same.
-        self._factor = 1.0
+        self._factor = 1.0  # proposed since the last step(), applied by the next
         self._reason: str | None = None
         super().__init__(optimizer, last_epoch)
 
@@ -86,9 +86,13 @@ class BoundedScheduler(LRScheduler):
         )
         return None
 
+    @abc.abstractmethod
     def update(self, features: dict[str, float]) -> None:
         """Decide from finite features; call ``propose`` to change the LR at the next step."""
-        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        """The settings runs.parquet records (``scheduler_params``), with the count of ignored inputs."""
+        return {"min_lr": self.min_lr, "max_lr": self.max_lr, "ignored_inputs": self.ignored_inputs}
 
     def propose(self, factor: float, reason: str) -> None:
         """Multiply the LR by ``factor`` at the next ``step()`` (clamped to the bounds there)."""
@@ -118,10 +122,17 @@ class BoundedScheduler(LRScheduler):
         return [self.clamp(base) for base in self.base_lrs]
 
     def get_lr(self) -> list[float]:
-        factor, reason = self._factor, self._reason
-        self._factor, self._reason = 1.0, None
+        """Each group's LR times the pending factor, clamped; the factor itself is consumed by ``step()``."""
+        return [self.clamp(float(group["lr"]) * self._factor) for group in self.optimizer.param_groups]
+
+    def step(self, epoch: int | None = None) -> None:
         old = [float(group["lr"]) for group in self.optimizer.param_groups]
-        new = [self.clamp(lr * factor) for lr in old]
+        factor, reason = self._factor, self._reason
+        super().step(epoch)
+        self._factor, self._reason = 1.0, None
+        if epoch is not None:  # torch's closed form (a SequentialLR milestone) set the LR and the reason
+            return
+        new = [float(group["lr"]) for group in self.optimizer.param_groups]
         if new == old:
             self.change_reason = None
         elif reason is None:
@@ -129,4 +140,3 @@ class BoundedScheduler(LRScheduler):
         else:
             clamped = new[0] != old[0] * factor
             self.change_reason = reason + (f" (held at bound {new[0]:.3g})" if clamped else "")
-        return new

@@ -79,6 +79,10 @@ class ValidationPlateau(ReduceLROnPlateau):
         super().__init__(optimizer, mode="min", factor=factor, patience=patience, threshold=threshold)
         self._pending: float | None = None
 
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        names = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "eps")
+        return {name: getattr(self, name) for name in names}
+
     def observe(self, features: Mapping[str, object]) -> None:
         value = features.get("val_loss")
         if value is not None and math.isfinite(float(value)):

@@ -36,6 +36,9 @@ class ExplorationSchedule(LRScheduler):
         self.change_reason = "exploration: random log-multiplier walk"
         super().__init__(optimizer, last_epoch)
 
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        return {"budget": self.budget, "segment_steps": self.segment_steps}
+
     def get_lr(self) -> list[float]:
         update = self.last_epoch + 1
         factor = cosine_factor(update, self.budget) * math.exp(self.log_mults[(update - 1) // self.segment_steps])

@@ -91,6 +91,12 @@ class MetaScheduler(LRScheduler):
         """Fraction of decisions so far whose inputs were out of distribution."""
         return self.ood_decisions / self.decisions if self.decisions else 0.0
 
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        """Its settings and its decision counters (the fallback rate is ood_decisions / decisions)."""
+        settings = {"budget": self.budget, "decision_every": self.decision_every, "fallback_z": self.fallback_z}
+        counters = {"decisions": self.decisions, "ood_decisions": self.ood_decisions}
+        return {**settings, "fallback": self.fallback, **counters}
+
     def observe(self, features: Mapping[str, object]) -> None:
         self.inputs.update(features)
 

@@ -105,6 +105,9 @@ class Hypergradient(BoundedScheduler):
         self._update: list[torch.Tensor] | None = None  # the previous update
         super().__init__(optimizer, min_lr, max_lr)
 
+    def hyperparameters(self) -> dict[str, float | int | str | bool]:
+        return {**super().hyperparameters(), "beta": self.beta}
+
     def _tensors(self) -> list[torch.Tensor]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
