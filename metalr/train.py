@@ -28,7 +28,7 @@ from metalr.tasks import SplitData, build_model
 from metalr.tasks.datasets import task_view
 from metalr.tasks.loaders import BatchLoader, InputTransform
 from metalr.tasks.objectives import batch_loss, target_loss
-from metalr.trajectories import runs_frame, trajectory_frame
+from metalr.trajectories import DIVERGED, FAILED, OK, runs_frame, trajectory_frame
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def run_loop(
     )
     epochs_per_step = task.batch_size / n_train
     rows, first_loss, last_val, change_reason = loop.rows, loop.first_loss, loop.last_val, loop.change_reason
-    status = "ok"
+    status = OK
     snapshot_steps, snapshots = frozenset(spec.snapshot_steps if fork is None else ()), loop.snapshots
     model.train()
     for step in range(loop.step + 1, task.budget_steps + 1):
@@ -223,7 +223,7 @@ def run_loop(
         for hook in after_backward:
             row.update(hook(ctx))
         if not math.isfinite(loss_value) or loss_value > spec.divergence_factor * first_loss:
-            status = "diverged"
+            status = DIVERGED
             row["res_step_time_s"] = time.perf_counter() - tick
             rows.append(row)
             break
@@ -251,7 +251,7 @@ def run_loop(
             with evaluation_weights(optimizer):
                 checkpoints.save(spec, model, optimizer, scheduler, probes, loop)
 
-    ok = status == "ok"
+    ok = status == OK
     if fork is not None:
         val = evaluate_split(model, splits["val"], info)["loss"] if ok else math.inf
         return RunResult({"status": status, "final_val_loss": val if math.isfinite(val) else math.inf}, rows)
@@ -306,7 +306,7 @@ def failed_run(spec: RunSpec, data: SplitData, error: BaseException) -> RunResul
     """A run that raised: recorded with status=failed so the pipeline goes on and nothing is lost."""
     summary = {
         **run_identity(spec, data),
-        "status": "failed",
+        "status": FAILED,
         "error": f"{type(error).__name__}: {error}",
         "steps_done": 0,
         "device": _device_name(spec.device),

@@ -78,7 +78,8 @@ RUNS_SCHEMA = pa.schema(
         "config_hash": pa.string(),
     }.items()
 )
-RUN_STATUSES = ("ok", "diverged", "failed")
+# runs.parquet's status: finished, stopped by the divergence rule, or raised (recorded by failed_run).
+RUN_STATUSES = OK, DIVERGED, FAILED = ("ok", "diverged", "failed")
 
 
 def trajectory_frame(rows: Sequence[dict]) -> pl.DataFrame:

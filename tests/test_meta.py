@@ -8,7 +8,7 @@ from conftest import make_task
 from metalr.config import BranchConfig, MetaConfig
 from metalr.meta.branching import branch_steps, forks_frame, label_snapshots, state_labels
 from metalr.meta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from metalr.meta.dataset import Sequence, build_sequences, select_features, shuffle_across_runs
+from metalr.meta.dataset import DecisionSequence, build_sequences, select_features, shuffle_across_runs
 from metalr.meta.fit import fit_meta_learner
 from metalr.meta.inputs import (
     ALL_FEATURES,
@@ -170,7 +170,7 @@ def test_sequences_carry_labels_only_at_branch_points(branched):
     assert list(labelled) == list(spec.snapshot_steps)
 
 
-def _synthetic(n: int, seed: int) -> list[Sequence]:
+def _synthetic(n: int, seed: int) -> list[DecisionSequence]:
     """Label = +1 when the run's loss slope is positive, else -1: only a state-reading model can fit it."""
     rng = np.random.default_rng(seed)
     sequences = []
@@ -181,7 +181,7 @@ def _synthetic(n: int, seed: int) -> list[Sequence]:
         inputs[:, ALL_FEATURES.index("log_lr_rel")] = 0.0
         labels = np.where(inputs[:, ALL_FEATURES.index("loss_slope")] > 0, 1.0, -1.0).astype(np.float32)
         labels[::2] = np.nan
-        sequences.append(Sequence(f"run{i}", steps, inputs, labels))
+        sequences.append(DecisionSequence(f"run{i}", steps, inputs, labels))
     return sequences
 
 

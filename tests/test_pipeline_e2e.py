@@ -10,7 +10,7 @@ import yaml
 from conftest import TRAINING_RULES, run_smoke_pipeline, snakemake_exe
 
 from metalr.meta.variants import meta_variants
-from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS
+from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS, scan_trajectories
 
 
 def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_run):
@@ -53,7 +53,7 @@ def test_collection_spreads_base_lrs_and_every_collected_run_is_branched(smoke_r
 def test_run_ids_match_both_ways_between_runs_and_trajectories(smoke_run):
     results, _ = smoke_run
     runs = pl.read_parquet(results / "runs.parquet")
-    traj = pl.scan_parquet(str(results / "trajectories" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    traj = scan_trajectories(results).collect()
     assert set(traj["run_id"]) == set(runs.filter(pl.col("steps_done") > 0)["run_id"])
     joined = traj.select("run_id", "phase", "task").unique().join(runs.select("run_id", "phase", "task"), on="run_id")
     assert (joined["phase"] == joined["phase_right"]).all() and (joined["task"] == joined["task_right"]).all()
@@ -62,7 +62,7 @@ def test_run_ids_match_both_ways_between_runs_and_trajectories(smoke_run):
 def test_every_finished_trajectory_ends_at_the_budget_without_nan(smoke_run):
     results, _ = smoke_run
     runs = pl.read_parquet(results / "runs.parquet")
-    traj = pl.scan_parquet(str(results / "trajectories" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    traj = scan_trajectories(results).collect()
     last = traj.group_by("run_id").agg(pl.col("step").max()).join(runs, on="run_id")
     finished = last.filter(pl.col("status") == "ok")
     assert finished.height > 0 and (finished["step"] == finished["budget_steps"]).all()
@@ -80,7 +80,7 @@ def test_no_held_out_task_reaches_meta_training_or_meta_validation_by_id_or_by_c
     assert not set(fit_rows["task"]) & set(config.held_out)
     assert not set(fit_rows["task_hash"]) & set(held)
     # Every file the fits read: no eval run id anywhere in their rows.
-    trajectories = pl.scan_parquet(str(results / "trajectories" / "**" / "*.parquet"), hive_partitioning=True)
+    trajectories = scan_trajectories(results)
     read = trajectories.filter(pl.col("phase") != "eval").select("run_id").unique().collect()["run_id"]
     forks = pl.scan_parquet(str(results / "meta" / "forks" / "**" / "*.parquet")).select("run_id").collect()["run_id"]
     eval_ids = set(runs.filter(pl.col("phase") == "eval")["run_id"])

@@ -13,6 +13,7 @@ from torch.optim import lr_scheduler as torch_lr
 
 from metalr.config import load_config
 from metalr.schedulers import ADAPTIVE, REGISTRY, build_scheduler
+from metalr.trajectories import scan_trajectories
 
 CONFIG = REPO / "tests" / "configs" / "all-schedulers.yaml"
 CLASSIC_NAMES = [name for name, entry in REGISTRY.items() if entry.kind == "classic"]
@@ -22,7 +23,7 @@ CLASSIC_NAMES = [name for name, entry in REGISTRY.items() if entry.kind == "clas
 def pipeline(tmp_path_factory):
     results = run_smoke_pipeline(tmp_path_factory.mktemp("all-schedulers"), "--resources", "gpu=1", configfile=CONFIG)
     runs = pl.read_parquet(results / "runs.parquet")
-    trajectories = pl.scan_parquet(results / "trajectories" / "**" / "*.parquet", hive_partitioning=True).collect()
+    trajectories = scan_trajectories(results).collect()
     return runs, trajectories.join(runs.select("run_id", "scheduler", "budget_steps", "base_lr"), on="run_id")
 
 

@@ -15,7 +15,9 @@ from metalr.meta.inputs import ALL_FEATURES, CORE_FEATURES, InputBuilder, decisi
 
 
 @dataclass
-class Sequence:
+class DecisionSequence:
+    """One source run as the learner reads it (not a ``collections.abc.Sequence``)."""
+
     run_id: str
     steps: np.ndarray  # (T,) decision steps
     inputs: np.ndarray  # (T, F)
@@ -39,7 +41,7 @@ def decision_inputs(run: dict, trajectory: pl.DataFrame, decision_fraction: floa
 
 def build_sequences(
     runs: pl.DataFrame, trajectories: pl.DataFrame, labels: pl.DataFrame, decision_fraction: float
-) -> list[Sequence]:
+) -> list[DecisionSequence]:
     """One sequence per labelled source run (finished or not: a diverging source has informative states)."""
     labelled = labels.partition_by("run_id", as_dict=True)
     by_run = trajectories.filter(pl.col("run_id").is_in(labels["run_id"].unique().implode())).partition_by(
@@ -56,18 +58,18 @@ def build_sequences(
         target = dict(labelled[(run["run_id"],)].select("step", "label").iter_rows())
         y = np.array([target.get(int(s), np.nan) for s in steps], dtype=np.float32)
         if np.isfinite(y).any():
-            sequences.append(Sequence(run["run_id"], steps, inputs, y))
+            sequences.append(DecisionSequence(run["run_id"], steps, inputs, y))
     return sequences
 
 
-def select_features(sequences: list[Sequence], names: tuple[str, ...]) -> list[Sequence]:
+def select_features(sequences: list[DecisionSequence], names: tuple[str, ...]) -> list[DecisionSequence]:
     index = feature_indices(names)
     return [replace(s, inputs=s.inputs[:, index]) for s in sequences]
 
 
 def shuffle_across_runs(
-    sequences: list[Sequence], budgets: dict[str, int], seed: int, bins: int = 10
-) -> list[Sequence]:
+    sequences: list[DecisionSequence], budgets: dict[str, int], seed: int, bins: int = 10
+) -> list[DecisionSequence]:
     """The shuffled control: state inputs permuted across runs within each progress bin.
 
     Progress, remaining steps and the current LR stay with their sequence, so this control

@@ -1,4 +1,5 @@
-"""Outer training: fit a meta-learner on decision sequences, early-stopped on meta-validation."""
+"""Fit a meta-learner: supervised regression of the expert's labels on decision sequences, early-stopped on
+meta-validation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from metalr.config import MetaConfig
-from metalr.meta.dataset import Sequence
+from metalr.meta.dataset import DecisionSequence
 from metalr.meta.model import ARCHITECTURES
 
 
@@ -29,7 +30,7 @@ class FitReport:
     wall_time_s: float
 
 
-def _pad(sequences: list[Sequence], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _pad(sequences: list[DecisionSequence], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     length = max(len(s.labels) for s in sequences)
     width = sequences[0].inputs.shape[1]
     inputs = np.zeros((len(sequences), length, width), dtype=np.float32)
@@ -48,7 +49,12 @@ def _masked_mse(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) ->
 
 
 def fit_meta_learner(
-    train: list[Sequence], val: list[Sequence], cfg: MetaConfig, arch: str, device: str = "cpu", log=print
+    train: list[DecisionSequence],
+    val: list[DecisionSequence],
+    cfg: MetaConfig,
+    arch: str,
+    device: str = "cpu",
+    log=print,
 ) -> tuple[torch.nn.Module, FitReport]:
     """Fit ``arch`` to the labelled decisions of ``train`` (masked MSE), early-stopped on ``val``."""
     if not train:

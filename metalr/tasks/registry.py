@@ -60,7 +60,7 @@ def families_for(modality: str) -> list[str]:
     return [name for name, fam in MODEL_FAMILIES.items() if modality in fam.modalities]
 
 
-# The embedded datasets: name -> (modality, kind, where the data comes from).
+# The embedded datasets: name -> (modality, where the data comes from); the kind follows from the modality.
 BUILTIN_SOURCES = {
     "digits": ("image", "scikit-learn load_digits"),
     "breast_cancer": ("tabular", "scikit-learn load_breast_cancer"),
