@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    # Imported here: each error lives beside the code that raises it.
+    # Imported on call: each error lives beside the code that raises it, some of it beside torch,
+    # and the CLI imports this module before any command (metalr --help must not load torch).
     from metalr.config import ConfigError
     from metalr.evaluate import LeakageError
     from metalr.gpu import GpuSlotError

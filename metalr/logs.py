@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from metalr.errors import message, user_errors
 
 
 @contextmanager
@@ -17,8 +20,6 @@ def log_to(path: str | Path) -> Iterator[None]:
     and C-level messages. A user error (bad input, see ``metalr.errors``) lands in the log as
     one message and exits with status 2; any other exception lands there with its traceback.
     """
-    from metalr.errors import message, user_errors
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -34,8 +35,6 @@ def log_to(path: str | Path) -> Iterator[None]:
             print(message(err), flush=True)
             raise SystemExit(2) from None
         except BaseException:
-            import traceback
-
             traceback.print_exc()
             raise
         finally:

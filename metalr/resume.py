@@ -32,6 +32,7 @@ import torch
 
 from metalr.io import atomic_path
 from metalr.meta.checkpoint import CheckpointError
+from metalr.trajectories import trajectory_frame
 
 FORMAT = "metalr-run-checkpoint"
 FORMAT_VERSION = 1
@@ -130,8 +131,6 @@ class RunCheckpoints:
         return time.monotonic() - self._last_save >= self.min_interval_s
 
     def save(self, spec, model, optimizer, scheduler, probes, loop: LoopState) -> None:
-        from metalr.trajectories import trajectory_frame
-
         payload = {
             **self._identity(spec),
             "step": loop.step,

@@ -12,7 +12,7 @@ from metalr.features.base import Probe, StepContext
 def _nvml_utilisation(device_index: int) -> float | None:
     """GPU utilisation in percent through NVML (package nvidia-ml-py), or None without it."""
     try:
-        import pynvml
+        import pynvml  # lazy and optional: absent where there is no NVIDIA driver
 
         pynvml.nvmlInit()
         handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)

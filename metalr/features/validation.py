@@ -10,9 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import torch
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    roc_auc_score,
+    root_mean_squared_error,
+    top_k_accuracy_score,
+)
 from torch import nn
 
 from metalr.features.base import Probe, StepContext
+from metalr.tasks.audio import decode_ids, greedy_ctc
 from metalr.tasks.loaders import InputTransform
 from metalr.tasks.objectives import forward, loss_from_output
 from metalr.tasks.registry import ALL_METRICS
@@ -22,8 +31,6 @@ EVAL_BATCH = 512
 
 
 def classification_metrics(probs: np.ndarray, y: np.ndarray, info: DatasetInfo) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score, top_k_accuracy_score
-
     labels = np.arange(info.n_classes)
     out = {"acc": float(accuracy_score(y, probs.argmax(1)))}
     if "top5" in info.metrics:
@@ -36,8 +43,6 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, info: DatasetInfo) 
 
 def forecast_metrics(pred: np.ndarray, y: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> dict[str, float]:
     """MAE, RMSE and sMAPE (in %) in the series' units: value = offset + scale * normalised value."""
-    from sklearn.metrics import mean_absolute_error, root_mean_squared_error
-
     actual = offset[:, None] + scale[:, None] * y.reshape(len(y), -1)
     forecast = offset[:, None] + scale[:, None] * pred.reshape(len(pred), -1)
     denominator = np.abs(actual) + np.abs(forecast)
@@ -50,7 +55,7 @@ def forecast_metrics(pred: np.ndarray, y: np.ndarray, offset: np.ndarray, scale:
 
 
 def word_error_rate(hypotheses: list[str], references: list[str]) -> float:
-    import jiwer
+    import jiwer  # lazy: only speech tasks report a word error rate
 
     pairs = [(r, h) for r, h in zip(references, hypotheses, strict=True) if r.strip()]
     if not pairs:
@@ -85,8 +90,6 @@ def evaluate_split(model: nn.Module, split: dict[str, torch.Tensor], info: Datas
     elif info.kind == "regression":
         result |= forecast_metrics(np.concatenate(outputs), numpy["y"], numpy["O"], numpy["S"])
     else:
-        from metalr.tasks.audio import decode_ids
-
         references = [decode_ids(row[:m]) for row, m in zip(numpy["y"], numpy["M"], strict=True)]
         result["wer"] = word_error_rate(sum(outputs, []), references)
     return result
@@ -97,8 +100,6 @@ def _collect(output, info: DatasetInfo):
         return output.float().softmax(-1).cpu().numpy()
     if info.kind == "regression":
         return output.float().cpu().numpy()
-    from metalr.tasks.audio import greedy_ctc
-
     return greedy_ctc(*output)
 
 

@@ -26,6 +26,7 @@ def _style(scheduler: str) -> dict:
 
 
 def _pyplot():
+    # Lazy: the Agg backend must be chosen before pyplot is imported, and only plotting rules pay for it.
     import matplotlib
 
     matplotlib.use("Agg")

@@ -483,7 +483,7 @@ def summary_markdown(evaluation: Evaluation, meta_infos: dict[str, dict], collec
 
 def markdown_to_html(markdown: str, title: str = "metalr results") -> str:
     """A standalone HTML page of ``markdown`` (tables included), for the Snakemake report."""
-    from markdown_it import MarkdownIt
+    from markdown_it import MarkdownIt  # lazy: only the HTML report renders Markdown
 
     body = MarkdownIt("commonmark").enable("table").render(markdown)
     style = (

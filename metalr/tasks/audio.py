@@ -20,6 +20,7 @@ _CHAR_ID = {c: i + 1 for i, c in enumerate(ALPHABET)}
 
 def decode_audio(item: dict | str, sample_rate: int) -> np.ndarray:
     """A mono float32 waveform at ``sample_rate`` from a file path or an ``Audio(decode=False)`` value."""
+    # Lazy: only audio files need a decoder and a resampler.
     import soundfile
     from scipy.signal import resample_poly
 

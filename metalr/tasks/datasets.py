@@ -32,7 +32,7 @@ def _builtin_info(name: str, **kw) -> DatasetInfo:
 
 
 def _digits(_: int):
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy here and below: a built-in loads only its own package
 
     bunch = load_digits()
     X = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]

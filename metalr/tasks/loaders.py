@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from torch.utils.data import BatchSampler, RandomSampler
 
 from metalr.tasks.splits import DatasetInfo
 
@@ -20,7 +21,7 @@ class InputTransform:
     """Callable on a batch (``{"X": ..., "y": ..., ...}``); returns the batch the model sees."""
 
     def __init__(self, info: DatasetInfo, train: bool):
-        from torchvision.transforms import v2
+        from torchvision.transforms import v2  # lazy: ~1 s to import, and only image tasks transform inputs
 
         self.image = info.modality == "image" and bool(info.norm_mean)
         if not self.image:
@@ -47,8 +48,6 @@ class InputTransform:
 
 def seeded_batches(n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
     """Endless mini-batch indices; the order depends on the seed alone, never on the scheduler."""
-    from torch.utils.data import BatchSampler, RandomSampler
-
     generator = torch.Generator().manual_seed(seed)
     sampler = BatchSampler(RandomSampler(range(n), generator=generator), min(batch_size, n), drop_last=True)
     while True:

@@ -48,6 +48,7 @@ class VGGNet(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, size: int, out_features: int, width: int, depth: int, dropout: float):
+        # Lazy here and below: torchvision and transformers take seconds to import; only their families need them.
         from torchvision.models.vgg import cfgs, make_layers
 
         config, pools = [], size

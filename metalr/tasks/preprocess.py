@@ -9,6 +9,7 @@ audio: log-mel features computed with torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,7 +148,7 @@ def _image_column(spec: DatasetSpec, table) -> str:
     names = _column_names(table)
     if isinstance(table, dict):
         return "image"
-    from datasets import Image
+    from datasets import Image  # lazy: Hugging Face datasets takes seconds to import; only hub/folder sources need it
 
     for name in names:
         if isinstance(table.features[name], Image):
@@ -156,6 +157,7 @@ def _image_column(spec: DatasetSpec, table) -> str:
 
 
 def _images(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[str, np.ndarray]:
+    # Lazy here and below: each modality imports its own stack, so preparing one dataset loads only what it needs.
     import torch
     from torchvision.transforms import v2
 
@@ -196,6 +198,7 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 
 def train_tokenizer(texts: Sequence[str], kind: str, vocab_size: int):
     """A WordPiece or BPE tokenizer trained on ``texts``; [PAD] is id 0."""
+    # Lazy: per modality (see _images).
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     if kind == "wordpiece":
@@ -260,9 +263,7 @@ def _texts(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[
 
 
 def _local_transformers_tokenizer(spec: DatasetSpec):
-    from pathlib import Path
-
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: per modality (see _images)
 
     if not Path(spec.tokenizer).is_dir():
         raise DataError(
@@ -277,6 +278,7 @@ def _local_transformers_tokenizer(spec: DatasetSpec):
 
 
 def _tabular(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[str, np.ndarray]:
+    # Lazy: per modality (see _images).
     import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -354,6 +356,7 @@ def _prepare_series(spec: DatasetSpec, found: dict[str, Any], val_fraction: floa
 
 
 def _audio(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[str, np.ndarray]:
+    # Lazy: per modality (see _images); metalr.tasks.audio loads torch.
     from metalr.tasks.audio import ALPHABET, decode_audio, encode_transcripts, log_mel, pad_stack
 
     column = spec.columns.get("audio", "audio")
@@ -362,7 +365,7 @@ def _audio(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[
         table = found[split]
         if column not in table.column_names:
             raise DataError(f"dataset {spec.name!r}: no audio column {column!r}; it has {table.column_names}")
-        from datasets import Audio
+        from datasets import Audio  # lazy: see _image_column
 
         if isinstance(table.features[column], Audio):
             table = table.cast_column(column, Audio(decode=False))

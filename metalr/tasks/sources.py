@@ -72,7 +72,7 @@ def _quiet_hub():
 
 
 def _load_with_datasets(spec: DatasetSpec) -> dict[str, Any]:
-    import datasets
+    import datasets  # lazy: Hugging Face datasets takes seconds to import; only these sources use it
 
     datasets.disable_progress_bars()
     kwargs = dict(spec.options)
@@ -107,7 +107,7 @@ def _load_with_datasets(spec: DatasetSpec) -> dict[str, Any]:
 
 def _load_text_folder(spec: DatasetSpec, root: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``root/<split>/<class>/*.txt`` or ``root/<class>/*.txt``: one document per file, label from the folder."""
-    import datasets
+    import datasets  # lazy: Hugging Face datasets takes seconds to import; only these sources use it
 
     kwargs.pop("data_dir", None)
     split_dirs = {d.name: d for d in root.iterdir() if d.is_dir() and d.name in sum(SPLIT_ALIASES.values(), ())}
@@ -134,7 +134,7 @@ def _load_audiofolder(spec: DatasetSpec, root: Path) -> dict[str, Any]:
     decoded later with soundfile. (datasets' own Audio feature needs torchcodec, which ties
     itself to one torch build and to FFmpeg.)
     """
-    import datasets
+    import datasets  # lazy: Hugging Face datasets takes seconds to import; only these sources use it
 
     if not root.is_dir():
         raise DataError(f"dataset {spec.name!r}: audiofolder path {str(root)!r} is not a folder")
@@ -158,7 +158,7 @@ def _load_audiofolder(spec: DatasetSpec, root: Path) -> dict[str, Any]:
 
 
 def _load_hub(spec: DatasetSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
-    import datasets
+    import datasets  # lazy: Hugging Face datasets takes seconds to import; only these sources use it
 
     config = datasets.config
     where = f"{spec.path!r}" + (f" (config {spec.config_name!r})" if spec.config_name else "")
