@@ -145,22 +145,19 @@ def run_loop(
             batch_size=task.batch_size,
             seed=int(spec.config_hash[:8], 16),
         )
-    else:
-        model.load_state_dict(fork.snapshot["model"])
-        optimizer = build_optimizer(task, params, spec.base_lr)
-        optimizer.load_state_dict(fork.snapshot["optimizer"])
-        start = fork.snapshot["step"]
-        lr0 = fork.snapshot["next_lr"] * fork.multiplier
-        scheduler = HoldThenAnneal(optimizer, start, lr0, fork.hold, task.budget_steps)
-    batches = BatchLoader(splits["train"], info, task.batch_size, seed)
-    if fork is not None:
-        probes: list[Probe] = [LossProbe(spec.loss_ema_beta)]  # a fork is judged on its final validation loss only
-        loop = LoopState(step=start, first_loss=fork.snapshot["first_loss"])
-    else:
         # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
         probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
         probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
         loop = (checkpoints.restore(spec, model, optimizer, scheduler, probes) if checkpoints else None) or LoopState()
+    else:
+        model.load_state_dict(fork.snapshot["model"])
+        optimizer = build_optimizer(task, params, spec.base_lr)
+        optimizer.load_state_dict(fork.snapshot["optimizer"])
+        start, lr0 = fork.snapshot["step"], fork.snapshot["next_lr"] * fork.multiplier
+        scheduler = HoldThenAnneal(optimizer, start, lr0, fork.hold, task.budget_steps)
+        probes = [LossProbe(spec.loss_ema_beta)]  # a fork is judged on its final validation loss only
+        loop = LoopState(step=start, first_loss=fork.snapshot["first_loss"])
+    batches = BatchLoader(splits["train"], info, task.batch_size, seed)
     schedule_free = is_schedule_free(optimizer)
     if schedule_free:
         optimizer.train()  # a checkpoint holds the evaluation weights; train from the training weights
