@@ -10,7 +10,7 @@ rule summarize_results:
     log:
         LAYOUT.log("summarize_results"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/summarize_results.py"
 
@@ -29,7 +29,7 @@ rule plot_task_curves:
     log:
         LAYOUT.log("plot_task_curves/{task}"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/plot_task_curves.py"
 
@@ -42,7 +42,7 @@ rule plot_performance_profiles:
     log:
         LAYOUT.log("plot_performance_profiles"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/plot_performance_profiles.py"
 
@@ -56,6 +56,6 @@ rule plot_lr_gallery:
     log:
         LAYOUT.log("plot_lr_gallery"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/plot_lr_gallery.py"
