@@ -6,30 +6,69 @@ its lines back) and saved by the matching ``plot_*`` function.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from metalr.config import REFERENCE_SCHEDULER
 from metalr.evaluate import Evaluation, is_indicative
 from metalr.evaluate.profiles import TAU_MAX, profile
-from metalr.evaluate.statistics import ALPHA, wilcoxon_min_p
+from metalr.evaluate.statistics import ALPHA, paired_test, wilcoxon_min_p
 from metalr.evaluate.targets import EXTERNALLY_TUNED, SELF_TUNING
 from metalr.io import atomic_path
-from metalr.schedulers import META, SCHEDULER_NAMES
+from metalr.schedulers import META
 
 # Metrics are float32: a mean gain within this fraction of the score's size is rounding, not a win or a loss.
 _TIE = 1e-6
-# One colour per scheduler in every figure; the meta-scheduler is the thick black line.
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+# One fixed colour per scheduler in every figure, so a scheduler is recognisable across
+# figures and configs (tab20's pairs: a classic schedule and its relative share a hue).
+# The meta-scheduler is the thick black line. tests/test_report.py checks every registered
+# scheduler has its own entry.
+SCHEDULER_COLOURS = {
+    "cosine": "#d62728",
+    "warmup-cosine": "#ff9896",
+    "constant": "#7f7f7f",
+    "explore": "#c7c7c7",
+    "step": "#1f77b4",
+    "exponential": "#aec7e8",
+    "plateau": "#ff7f0e",
+    "onecycle": "#ffbb78",
+    "linear": "#2ca02c",
+    "wsd": "#98df8a",
+    "schedulefree": "#9467bd",
+    "prodigy": "#c5b0d5",
+    "dadapt-adam": "#8c564b",
+    "mechanic": "#c49c94",
+    "hypergradient": "#e377c2",
+    "curvature": "#17becf",
+    "metric": "#9edae5",
+    "uncertainty": "#bcbd22",
+    "resource": "#dbdb8d",
+}
+# Schedulers outside the mapping (meta-learner variants in ad-hoc plots) share one dark grey.
+_UNLISTED_COLOUR = "#404040"
+# Verdict colours, in the figures and the HTML summary: meta better, meta worse, neither.
+VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#cf222e", "neither": "#6e7781"}
 
 
 def _style(scheduler: str) -> dict:
     if scheduler == META:
         return {"color": "black", "linewidth": 2.4, "zorder": 3}
-    index = SCHEDULER_NAMES.index(scheduler) if scheduler in SCHEDULER_NAMES else hash(scheduler)
-    return {"color": _PALETTE[index % len(_PALETTE)], "linewidth": 1.3}
+    return {"color": SCHEDULER_COLOURS.get(scheduler, _UNLISTED_COLOUR), "linewidth": 1.3}
+
+
+def verdict_kind(verdict: str | None) -> str:
+    """``better``, ``worse`` or ``neither``: how a verdict string is colour-coded."""
+    text = verdict or ""
+    if text.startswith(("meta better", "better")):
+        return "better"
+    if text.startswith(("meta worse", "worse")):
+        return "worse"
+    return "neither"
 
 
 def _pyplot():
@@ -55,12 +94,12 @@ def _untuned(runs: pl.DataFrame) -> pl.DataFrame:
 # --- curves -----------------------------------------------------------------------------
 
 
-def curve_table(runs: pl.DataFrame, trajectories: pl.DataFrame, column: str) -> pl.DataFrame:
-    """Per (task, scheduler, step) at the default base LR: mean, min and max of ``column`` over seeds."""
+def curve_table(runs: pl.DataFrame, trajectories: pl.DataFrame, column: str, multiplier: float = 1.0) -> pl.DataFrame:
+    """Per (task, scheduler, step) at base LR x ``multiplier``: mean, min and max of ``column`` over seeds."""
     if column not in trajectories.columns:
         return pl.DataFrame(schema={"task": pl.String, "scheduler": pl.String, "step": pl.Int32})
     joined = trajectories.select("run_id", "step", column).join(
-        _untuned(runs).select("run_id", "task", "scheduler"), on="run_id"
+        runs.filter(pl.col("lr_multiplier") == multiplier).select("run_id", "task", "scheduler"), on="run_id"
     )
     return (
         joined.drop_nulls(column)
@@ -86,28 +125,34 @@ def curve_panels(runs: pl.DataFrame, trajectories: pl.DataFrame) -> list[tuple[s
 
 
 def draw_task_curves(runs: pl.DataFrame, trajectories: pl.DataFrame, task: str):
-    """One task: a panel per curve, one line per scheduler (mean over seeds) with a min-max band."""
+    """One task: a row per base LR multiplier, a panel per curve, a line per scheduler (mean over seeds)
+    with a min-max band."""
     plt = _pyplot()
     runs = runs.filter(pl.col("task") == task)
     panels = curve_panels(runs, trajectories)
-    cols = 3
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
-    for ax, (column, label, log_scale) in zip(axes.flat, panels, strict=False):
-        table = curve_table(runs, trajectories, column)
-        for (scheduler,), curve in sorted(table.partition_by("scheduler", as_dict=True).items()):
-            style = _style(scheduler)
-            ax.fill_between(curve["step"], curve["low"], curve["high"], color=style["color"], alpha=0.15, lw=0)
-            ax.plot(curve["step"], curve["mean"], label=scheduler, **style)
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("optimizer step")
-        if log_scale:
-            ax.set_yscale("log")
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    fig.suptitle(f"{task}: mean over seeds, band = min..max, default base LR")
-    fig.tight_layout()
+    multipliers = sorted(runs["lr_multiplier"].unique().to_list())
+    fig, axes = plt.subplots(
+        len(multipliers),
+        len(panels),
+        figsize=(3.6 * len(panels) + 1.4, 2.9 * len(multipliers) + 0.5),
+        squeeze=False,
+        layout="constrained",
+    )
+    for row, multiplier in zip(axes, multipliers, strict=True):
+        for ax, (column, label, log_scale) in zip(row, panels, strict=True):
+            table = curve_table(runs, trajectories, column, multiplier)
+            for (scheduler,), curve in sorted(table.partition_by("scheduler", as_dict=True).items()):
+                style = _style(scheduler)
+                ax.fill_between(curve["step"], curve["low"], curve["high"], color=style["color"], alpha=0.15, lw=0)
+                ax.plot(curve["step"], curve["mean"], label=scheduler, **style)
+            ax.set_title(f"{label}, base LR x{multiplier:g}", fontsize=9)
+            ax.set_xlabel("optimizer step", fontsize=8)
+            if log_scale:
+                ax.set_yscale("log")
+    # One legend for the figure, from the row with the most schedulers (the default base LR's).
+    fullest = max(axes, key=lambda row: len(row[0].get_lines()))
+    fig.legend(*fullest[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    fig.suptitle(f"{task}: mean over seeds, band = min..max, one row per base LR multiplier")
     return fig
 
 
@@ -183,6 +228,167 @@ def draw_performance_profiles(evaluation: Evaluation):
 
 def plot_performance_profiles(evaluation: Evaluation, out: str | Path) -> None:
     _save(draw_performance_profiles(evaluation), out)
+
+
+# --- the first screen: meta against cosine, per task and base LR --------------------------
+
+UNTUNED_COSINE = "untuned cosine"
+TUNED_COSINE = "tuned cosine"
+# Resamples of the gain figure's intervals: the evaluation's default (config evaluate.bootstrap_resamples).
+_GAIN_RESAMPLES = 2000
+
+
+def gain_table(evaluation: Evaluation, resamples: int = _GAIN_RESAMPLES) -> pl.DataFrame:
+    """Per held-out task, base LR multiplier of the meta-scheduler and comparator: its normalised gain over cosine.
+
+    The gain is, per seed, the meta-scheduler's normalised score minus cosine's (both relative
+    to untuned cosine at the default base LR), averaged over seeds with a 95% bootstrap
+    interval and the paired tests' verdict. *untuned cosine* starts from the same base LR as
+    the meta-scheduler; *tuned cosine* from the grid point chosen on validation data.
+    """
+    runs = evaluation.run_metrics
+    reference = REFERENCE_SCHEDULER
+    tuned = dict(
+        evaluation.tuned_lr.filter(pl.col("scheduler") == reference).select("task", "lr_multiplier").iter_rows()
+    )
+    norms = {
+        key: dict(group.select("seed", "norm_score").iter_rows())
+        for key, group in runs.partition_by(["task", "scheduler", "lr_multiplier"], as_dict=True).items()
+    }
+    rows = []
+    for task, scheduler, multiplier in sorted(norms):
+        if scheduler != META:
+            continue
+        meta = norms[(task, scheduler, multiplier)]
+        comparators = [(UNTUNED_COSINE, multiplier)] + ([(TUNED_COSINE, tuned[task])] if task in tuned else [])
+        for comparator, at in comparators:
+            cosine = norms.get((task, reference, at), {})
+            gains = [
+                meta[seed] - cosine[seed] for seed in meta if seed in cosine and None not in (meta[seed], cosine[seed])
+            ]
+            test = paired_test(gains, resamples=resamples)
+            rows.append(
+                {
+                    "task": task,
+                    "lr_multiplier": multiplier,
+                    "comparator": comparator,
+                    "comparator_lr_multiplier": at,
+                    "n_pairs": test.n,
+                    "gain": test.mean_gain,
+                    "ci_low": test.ci_low,
+                    "ci_high": test.ci_high,
+                    "verdict": test.verdict,
+                }
+            )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "task": pl.String,
+            "lr_multiplier": pl.Float64,
+            "comparator": pl.String,
+            "comparator_lr_multiplier": pl.Float64,
+            "n_pairs": pl.Int64,
+            "gain": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+            "verdict": pl.String,
+        },
+    )
+
+
+def draw_gain(gains: pl.DataFrame):
+    """One panel per held-out task: the meta-scheduler's normalised gain over cosine at each base LR, 95% CI.
+
+    Circles: against cosine from the same base LR (untuned); squares: against cosine at its
+    tuned base LR. Colour is the verdict of the paired tests by seed.
+    """
+    plt = _pyplot()
+    tasks = sorted(gains["task"].unique().to_list())
+    cols = min(4, max(1, len(tasks)))
+    rows = -(-len(tasks) // cols) if tasks else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.7 * rows + 0.7), squeeze=False, layout="constrained")
+    markers = {UNTUNED_COSINE: ("o", -0.14), TUNED_COSINE: ("s", 0.14)}
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        cells = gains.filter(pl.col("task") == task)
+        multipliers = sorted(cells["lr_multiplier"].unique().to_list())
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        for r in cells.iter_rows(named=True):
+            marker, offset = markers[r["comparator"]]
+            x = multipliers.index(r["lr_multiplier"]) + offset
+            colour = VERDICT_COLOURS[verdict_kind(r["verdict"])]
+            if r["gain"] is None:
+                continue
+            low = r["gain"] if r["ci_low"] is None else r["ci_low"]
+            high = r["gain"] if r["ci_high"] is None else r["ci_high"]
+            ax.errorbar(
+                x,
+                r["gain"],
+                yerr=[[r["gain"] - low], [high - r["gain"]]],
+                fmt=marker,
+                color=colour,
+                markersize=6,
+                capsize=3,
+                linewidth=1.4,
+            )
+        ax.set_xticks(range(len(multipliers)), [f"x{m:g}" for m in multipliers])
+        ax.set_xlim(-0.6, len(multipliers) - 0.4)
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("base LR (meta-scheduler and untuned cosine)", fontsize=8)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("meta − cosine,\nnormalised score", fontsize=9)
+    handles = [
+        plt.Line2D([], [], linestyle="", marker="o", color="black", label="vs cosine from the same base LR (untuned)"),
+        plt.Line2D([], [], linestyle="", marker="s", color="black", label="vs cosine at its tuned base LR"),
+        *(
+            plt.Line2D([], [], linestyle="", marker="o", color=VERDICT_COLOURS[kind], label=label)
+            for kind, label in (
+                ("better", "meta better"),
+                ("worse", "meta worse"),
+                ("neither", "no significant difference"),
+            )
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("Does the meta-scheduler beat cosine? Normalised-score gain, mean over seeds, 95% CI", fontsize=11)
+    return fig
+
+
+def plot_gain(evaluation: Evaluation, out: str | Path) -> None:
+    _save(draw_gain(gain_table(evaluation)), out)
+
+
+def framing_sentences(evaluation: Evaluation) -> list[str]:
+    """One sentence per framing: the meta-scheduler against the strongest baseline first, then against cosine."""
+    explain = {
+        SELF_TUNING: "every scheduler at the task's default base LR",
+        EXTERNALLY_TUNED: "each baseline at its base LR chosen on validation data, the meta-scheduler at the default",
+    }
+    across = evaluation.across_tasks
+    lines = []
+    for framing in evaluation.framings:
+        rows = across.filter(pl.col("framing") == framing).drop_nulls("mean_norm_gain") if across.height else across
+        head = f"**{framing}** ({explain.get(framing, framing)}): "
+        if rows.is_empty():
+            lines.append(head + "no baseline could be compared with the meta-scheduler across tasks.")
+            continue
+        strongest = rows.sort("mean_norm_gain", "scheduler").row(0, named=True)
+        sentence = (
+            f"{head}against the strongest baseline, {strongest['scheduler']}, the meta-scheduler's mean "
+            f"normalised-score gain over {strongest['n_tasks']} held-out tasks is {_gain_ci(strongest)}"
+        )
+        cosine = rows.filter(pl.col("scheduler") == REFERENCE_SCHEDULER)
+        if strongest["scheduler"] != REFERENCE_SCHEDULER and cosine.height:
+            which = "tuned cosine" if framing == EXTERNALLY_TUNED else "cosine"
+            sentence += f"; against {which} it is {_gain_ci(cosine.row(0, named=True))}"
+        lines.append(sentence + ".")
+    return lines
+
+
+def _gain_ci(row: dict) -> str:
+    interval = "" if row["ci_low"] is None else f" [95% CI {row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+    return f"{row['mean_norm_gain']:+.4f}{interval} ({row['verdict']}, Holm p = {_p(row['holm_p'])})"
 
 
 # --- summary.md -------------------------------------------------------------------------
@@ -543,13 +749,22 @@ def _fit_table(meta_infos: dict[str, dict]) -> list[str]:
     )
 
 
-def summary_markdown(evaluation: Evaluation, meta_infos: dict[str, dict], collect_runs: pl.DataFrame) -> str:
-    """The whole results page: where the meta-scheduler stands, then every table behind it."""
+def summary_markdown(
+    evaluation: Evaluation, meta_infos: dict[str, dict], collect_runs: pl.DataFrame, gain_figure: str | None = None
+) -> str:
+    """The whole results page: where the meta-scheduler stands, then every table behind it.
+
+    The first screen answers "does it beat cosine?": the gain figure (``gain_figure``, a
+    path relative to the page, drawn by ``plot_gain``) and one sentence per framing.
+    """
     meta_info = meta_infos.get(META, {})
     runs = evaluation.run_metrics
     n_tasks, n_seeds = runs["task"].n_unique(), runs["seed"].n_unique()
     indicative = is_indicative(n_tasks, n_seeds)
     lines = ["# metalr results", ""]
+    if gain_figure is not None:
+        lines += [f"![The meta-scheduler's normalised-score gain over cosine, per task and base LR]({gain_figure})", ""]
+    lines += [*(f"- {sentence}" for sentence in framing_sentences(evaluation)), ""]
     if indicative:
         lines += [
             f"**Indicative only**: {n_tasks} held-out tasks × {n_seeds} seeds. Aggregate claims need "
@@ -650,15 +865,41 @@ def summary_markdown(evaluation: Evaluation, meta_infos: dict[str, dict], collec
     return "\n".join(lines)
 
 
-def markdown_to_html(markdown: str, title: str = "metalr results") -> str:
-    """A standalone HTML page of ``markdown`` (tables included), for the Snakemake report."""
+def markdown_to_html(markdown: str, title: str = "metalr results", base_dir: str | Path | None = None) -> str:
+    """A standalone HTML page of ``markdown`` (tables included), for the Snakemake report.
+
+    Images are read relative to ``base_dir`` and embedded, so the page shows them wherever
+    it is opened (the Snakemake report serves it alone); verdict cells are colour-coded and
+    wide tables scroll instead of overflowing.
+    """
     from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark").enable("table").render(markdown)
+    if base_dir is not None:
+        body = _embed_images(body, Path(base_dir))
+    body = re.sub(
+        r"<td>((?:meta )?(?:better|worse|no significant difference)[^<]*)</td>",
+        lambda m: f'<td class="verdict-{verdict_kind(m.group(1))}">{m.group(1)}</td>',
+        body,
+    )
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;font-size:14px}"
-        "table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "th{background:#f0f0f0}"
+        "table{border-collapse:collapse;margin-bottom:1em;display:block;max-width:100%;overflow-x:auto}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#f0f0f0}"
+        "img{max-width:100%;height:auto}"
+        + "".join(f".verdict-{kind}{{color:{colour};font-weight:bold}}" for kind, colour in VERDICT_COLOURS.items())
     )
     head = f"<meta charset='utf-8'><title>{title}</title><style>{style}</style>"
     return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
+
+
+def _embed_images(html: str, base_dir: Path) -> str:
+    """Replace each ``<img src>`` that names a PNG under ``base_dir`` by its data URI."""
+
+    def embed(match: re.Match) -> str:
+        path = base_dir / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    return re.sub(r'src="([^":]+\.png)"', embed, html)

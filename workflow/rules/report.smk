@@ -7,6 +7,7 @@ rule summarize_results:
         markdown=LAYOUT.summary_md(),
         html=report(LAYOUT.summary_html(), caption="../report/summary.rst", category="1. Summary"),
         table=LAYOUT.summary_parquet(),
+        gain=LAYOUT.gain_plot(),
     log:
         LAYOUT.log("summarize_results"),
     conda:
