@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import polars as pl
 import pytest
 from conftest import make_task, synthetic_eval
@@ -238,3 +241,15 @@ def test_summary_html_embeds_the_figure_colours_verdicts_and_scrolls_wide_tables
     assert '<td class="verdict-worse">meta worse (t-test only)</td>' in html
     assert '<td class="verdict-better">meta better</td>' in html
     assert "overflow-x:auto" in html
+
+
+def test_results_schema_doc_names_every_column_of_the_tables_readers_query(grid_evaluation):
+    evaluation, _, _ = grid_evaluation
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results-schema.md").read_text()
+    prefixes = sorted({p.removesuffix("*`") for p in re.findall(r"`mean_[a-z]+_\*`", doc)})
+    assert prefixes == ["`mean_res_", "`mean_test_", "`mean_unc_"]
+    for name in ("comparisons", "across_tasks", "meta_variants"):
+        columns = getattr(evaluation, name).columns
+        assert len(columns) > 8, name
+        missing = [c for c in columns if f"`{c}`" not in doc and not any(f"`{c}".startswith(p) for p in prefixes)]
+        assert not missing, (name, missing)
