@@ -306,7 +306,8 @@ def draw_gain(gains: pl.DataFrame):
     tasks = sorted(gains["task"].unique().to_list())
     cols = min(4, max(1, len(tasks)))
     rows = -(-len(tasks) // cols) if tasks else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.7 * rows + 0.7), squeeze=False, layout="constrained")
+    width = max(9.0, 3.3 * cols)  # the legend's and the title's width, even for one or two tasks
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.7 * rows + 1.0), squeeze=False, layout="constrained")
     markers = {UNTUNED_COSINE: ("o", -0.14), TUNED_COSINE: ("s", 0.14)}
     for ax, task in zip(axes.flat, tasks, strict=False):
         cells = gains.filter(pl.col("task") == task)
@@ -350,7 +351,7 @@ def draw_gain(gains: pl.DataFrame):
             )
         ),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.suptitle("Does the meta-scheduler beat cosine? Normalised-score gain, mean over seeds, 95% CI", fontsize=11)
     return fig
 
