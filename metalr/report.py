@@ -86,11 +86,6 @@ def _save(fig, out: str | Path) -> None:
     _pyplot().close(fig)
 
 
-def _untuned(runs: pl.DataFrame) -> pl.DataFrame:
-    """The self-tuning framing's runs: every scheduler at the task's default base LR."""
-    return runs.filter(pl.col("lr_multiplier") == 1.0)
-
-
 # --- curves -----------------------------------------------------------------------------
 
 
@@ -161,33 +156,44 @@ def plot_task_curves(runs: pl.DataFrame, trajectories: pl.DataFrame, task: str, 
 
 
 def draw_lr_gallery(runs: pl.DataFrame, trajectories: pl.DataFrame):
-    """One panel per scheduler: LR / base LR against training progress, one line per held-out task."""
+    """One panel per scheduler: LR / the task's default base LR against training progress, a colour per
+    held-out task and a line style per base LR multiplier (x0.1 starts at 0.1, x10 at 10)."""
     plt = _pyplot()
     joined = trajectories.select("run_id", "progress", "lr").join(
-        _untuned(runs).select("run_id", "task", "scheduler", "base_lr"), on="run_id"
+        runs.select("run_id", "task", "scheduler", "base_lr", "lr_multiplier"), on="run_id"
     )
     table = (
-        joined.group_by("scheduler", "task", "progress")
-        .agg(multiplier=(pl.col("lr") / pl.col("base_lr")).mean())
-        .sort("scheduler", "task", "progress")
+        joined.group_by("scheduler", "task", "lr_multiplier", "progress")
+        .agg(multiplier=(pl.col("lr") * pl.col("lr_multiplier") / pl.col("base_lr")).mean())
+        .sort("scheduler", "task", "lr_multiplier", "progress")
     )
     schedulers = sorted(table["scheduler"].unique().to_list(), key=lambda s: (s == META, s))
+    tasks = sorted(table["task"].unique().to_list())
+    colours = {task: f"C{i}" for i, task in enumerate(tasks)}
+    styles = {0.1: ":", 1.0: "-", 10.0: "--"}
     cols = min(3, len(schedulers))
     rows = -(-len(schedulers) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharey=True)
     for ax, scheduler in zip(axes.flat, schedulers, strict=False):
-        for (task,), curve in sorted(
-            table.filter(pl.col("scheduler") == scheduler).partition_by("task", as_dict=True).items()
-        ):
-            ax.plot(curve["progress"], curve["multiplier"], label=task, linewidth=1.2)
+        curves = table.filter(pl.col("scheduler") == scheduler).partition_by("task", "lr_multiplier", as_dict=True)
+        # The default base LR's lines first, so they are the ones labelled by task.
+        for (task, multiplier), curve in sorted(curves.items(), key=lambda kv: (kv[0][1] != 1.0, kv[0])):
+            ax.plot(
+                curve["progress"],
+                curve["multiplier"],
+                label=task if multiplier == 1.0 else f"{task} x{multiplier:g}",
+                color=colours[task],
+                linestyle=styles.get(multiplier, "-."),
+                linewidth=1.2,
+            )
         ax.set_title(scheduler, fontsize=10, fontweight="bold" if scheduler == META else "normal")
         ax.set_yscale("log")
         ax.set_xlabel("training progress")
     for ax in list(axes.flat)[len(schedulers) :]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("LR / base LR (mean over seeds)")
+    axes[0, 0].set_ylabel("LR / default base LR (mean over seeds)")
     axes.flat[len(schedulers) - 1].legend(fontsize=7)
-    fig.suptitle("LR schedules on the held-out tasks, default base LR")
+    fig.suptitle("LR schedules on the held-out tasks; dotted: base LR x0.1, solid: x1, dashed: x10")
     fig.tight_layout()
     return fig
 

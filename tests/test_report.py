@@ -253,3 +253,14 @@ def test_results_schema_doc_names_every_column_of_the_tables_readers_query(grid_
         assert len(columns) > 8, name
         missing = [c for c in columns if f"`{c}`" not in doc and not any(f"`{c}".startswith(p) for p in prefixes)]
         assert not missing, (name, missing)
+
+
+def test_lr_gallery_draws_every_base_lr_relative_to_the_tasks_default(grid_evaluation):
+    _, runs, trajectories = grid_evaluation
+    fig = draw_lr_gallery(runs, trajectories)
+    cosine = next(ax for ax in fig.axes if ax.get_title() == "cosine")
+    lines = {line.get_label(): line for line in cosine.get_lines()}
+    assert sorted(lines) == ["a", "a x0.1", "a x10", "b", "b x0.1", "b x10"]
+    for label, level, style in (("a x0.1", 0.1, ":"), ("a", 1.0, "-"), ("a x10", 10.0, "--")):
+        assert list(lines[label].get_ydata()) == pytest.approx([level] * 10)
+        assert lines[label].get_linestyle() == style
