@@ -1,8 +1,9 @@
 """Regenerate docs/report-screenshot.png and docs/summary-screenshot.png from a finished run.
 
-    python docs/screenshots.py --workdir DIR [--configfile config/config.yaml]
+    python docs/screenshots.py --workdir DIR [--configfile config/config.yaml] [--results FOLDER]
 
-DIR holds the run (its ``results/`` and ``.snakemake/``; the repository root by default).
+DIR holds the run (its ``.snakemake/`` and, unless ``--results`` names another folder, its
+``results/``; the repository root by default).
 The script builds the Snakemake report there, then photographs its landing page (the
 workflow description and the rule graph) and the first screen of ``results/summary.html``
 with headless Chromium (Debian: ``apt-get install chromium``). Look at the two images
@@ -51,9 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=DOCS.parent, help="where the run was made")
     parser.add_argument("--configfile", default=None, help="the run's --configfile (default: the embedded one)")
+    parser.add_argument("--results", type=Path, default=None, help="results folder (default: WORKDIR/results)")
     parser.add_argument("--out", type=Path, default=DOCS, help="folder for the two PNGs")
     args = parser.parse_args(argv)
-    summary = args.workdir / "results" / "summary.html"
+    summary = (args.results or args.workdir / "results") / "summary.html"
     if not summary.is_file():
         sys.exit(f"{summary} is missing: run the pipeline in {args.workdir} first")
     with tempfile.TemporaryDirectory() as tmp:
