@@ -381,9 +381,10 @@ def framing_sentences(evaluation: Evaluation) -> list[str]:
             lines.append(head + "no baseline could be compared with the meta-scheduler across tasks.")
             continue
         strongest = rows.sort("mean_norm_gain", "scheduler").row(0, named=True)
+        tasks = f"{strongest['n_tasks']} held-out task" + ("" if strongest["n_tasks"] == 1 else "s")
         sentence = (
             f"{head}against the strongest baseline, {strongest['scheduler']}, the meta-scheduler's mean "
-            f"normalised-score gain over {strongest['n_tasks']} held-out tasks is {_gain_ci(strongest)}"
+            f"normalised-score gain over {tasks} is {_gain_ci(strongest)}"
         )
         cosine = rows.filter(pl.col("scheduler") == REFERENCE_SCHEDULER)
         if strongest["scheduler"] != REFERENCE_SCHEDULER and cosine.height:
