@@ -116,6 +116,7 @@ def _cmd_summarize(args, config, layout) -> None:
         layout.summary_parquet(),
         layout.summary_md(),
         layout.summary_html(),
+        layout.gain_plot(),
     )
 
 

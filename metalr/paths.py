@@ -65,6 +65,10 @@ class ResultsLayout:
     def evaluation_table(self, name: str) -> str:
         return self._path("evaluation", f"{name}.parquet")
 
+    def gain_plot(self) -> str:
+        """The first screen of summary.md: the meta-scheduler's gain over cosine per task and base LR."""
+        return self._path("plots", "gain.png")
+
     def task_curves_plot(self, task: str) -> str:
         return self._path("plots", "curves", f"{task}.png")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -423,20 +424,25 @@ def summarize_results(
     summary_parquet: str | Path,
     summary_md: str | Path,
     summary_html: str | Path,
+    gain_plot: str | Path,
 ) -> None:
+    """summary.md / .html / .parquet and the gain figure on their first screen, all beside each other's folders."""
     from metalr.evaluate import Evaluation
-    from metalr.report import markdown_to_html, summary_markdown
+    from metalr.report import markdown_to_html, plot_gain, summary_markdown
 
     evaluation = Evaluation.load(evaluation_dir)
     collect = read_parquet_files([runs_file]).filter(pl.col("phase") != "eval")
     infos = [json.loads((Path(d) / "config.json").read_text()) for d in checkpoint_dirs]
-    markdown = summary_markdown(evaluation, {info["variant"]: info for info in infos}, collect)
+    plot_gain(evaluation, gain_plot)
+    page_dir = Path(summary_md).parent
+    figure = Path(os.path.relpath(gain_plot, page_dir)).as_posix()
+    markdown = summary_markdown(evaluation, {info["variant"]: info for info in infos}, collect, figure)
     write_parquet(evaluation.comparisons, summary_parquet)
     with atomic_path(summary_md) as tmp:
         tmp.write_text(markdown)
     with atomic_path(summary_html) as tmp:
-        tmp.write_text(markdown_to_html(markdown))
-    log(f"summary -> {summary_md}, {summary_html}, {summary_parquet}")
+        tmp.write_text(markdown_to_html(markdown, base_dir=page_dir))
+    log(f"summary -> {summary_md}, {summary_html}, {summary_parquet}, {gain_plot}")
 
 
 def _main_protocol(runs: pl.DataFrame) -> pl.DataFrame:

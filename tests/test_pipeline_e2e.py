@@ -142,7 +142,8 @@ def test_summary_shows_every_scheduler_on_every_held_out_task_with_intervals_and
             assert rows.filter(pl.col("scheduler") != "meta")["verdict"].null_count() == 0
     # Every row carries a bootstrap interval: "mean [low, high]".
     assert len(re.findall(r"\| \d+\.\d{4} \[\d+\.\d{4}, \d+\.\d{4}\] \|", summary)) >= len(schedulers)
-    for plot in ["performance_profiles.png", "lr_gallery.png", *(f"curves/{t}.png" for t in config.held_out)]:
+    plots = ["gain.png", "performance_profiles.png", "lr_gallery.png", *(f"curves/{t}.png" for t in config.held_out)]
+    for plot in plots:
         assert (results / "plots" / plot).stat().st_size > 10_000, plot
     assert "<table>" in (results / "summary.html").read_text()
 

@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from metalr.config import REFERENCE_SCHEDULER
 from metalr.evaluate import Evaluation, is_indicative
 from metalr.evaluate.statistics import ALPHA, wilcoxon_min_p
 from metalr.evaluate.targets import EXTERNALLY_TUNED, SELF_TUNING
+from metalr.report.figures import VERDICT_COLOURS, verdict_kind
 from metalr.schedulers import META
 
-# Metrics are float32: a mean gain within this fraction of the score's size is rounding, not a win or a loss.
 _TIE = 1e-6
+
+
+def framing_sentences(evaluation: Evaluation) -> list[str]:
+    """One sentence per framing: the meta-scheduler against the strongest baseline first, then against cosine."""
+    explain = {
+        SELF_TUNING: "every scheduler at the task's default base LR",
+        EXTERNALLY_TUNED: "each baseline at its base LR chosen on validation data, the meta-scheduler at the default",
+    }
+    across = evaluation.across_tasks
+    lines = []
+    for framing in evaluation.framings:
+        rows = across.filter(pl.col("framing") == framing).drop_nulls("mean_norm_gain") if across.height else across
+        head = f"**{framing}** ({explain.get(framing, framing)}): "
+        if rows.is_empty():
+            lines.append(head + "no baseline could be compared with the meta-scheduler across tasks.")
+            continue
+        strongest = rows.sort("mean_norm_gain", "scheduler").row(0, named=True)
+        tasks = f"{strongest['n_tasks']} held-out task" + ("" if strongest["n_tasks"] == 1 else "s")
+        sentence = (
+            f"{head}against the strongest baseline, {strongest['scheduler']}, the meta-scheduler's mean "
+            f"normalised-score gain over {tasks} is {_gain_ci(strongest)}"
+        )
+        cosine = rows.filter(pl.col("scheduler") == REFERENCE_SCHEDULER)
+        if strongest["scheduler"] != REFERENCE_SCHEDULER and cosine.height:
+            which = "tuned cosine" if framing == EXTERNALLY_TUNED else "cosine"
+            sentence += f"; against {which} it is {_gain_ci(cosine.row(0, named=True))}"
+        lines.append(sentence + ".")
+    return lines
+
+
+def _gain_ci(row: dict) -> str:
+    interval = "" if row["ci_low"] is None else f" [95% CI {row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+    return f"{row['mean_norm_gain']:+.4f}{interval} ({row['verdict']}, Holm p = {_p(row['holm_p'])})"
 
 
 # --- summary.md -------------------------------------------------------------------------
@@ -374,13 +411,22 @@ def _fit_table(meta_infos: dict[str, dict]) -> list[str]:
     )
 
 
-def summary_markdown(evaluation: Evaluation, meta_infos: dict[str, dict], collect_runs: pl.DataFrame) -> str:
-    """The whole results page: where the meta-scheduler stands, then every table behind it."""
+def summary_markdown(
+    evaluation: Evaluation, meta_infos: dict[str, dict], collect_runs: pl.DataFrame, gain_figure: str | None = None
+) -> str:
+    """The whole results page: where the meta-scheduler stands, then every table behind it.
+
+    The first screen answers "does it beat cosine?": the gain figure (``gain_figure``, a
+    path relative to the page, drawn by ``plot_gain``) and one sentence per framing.
+    """
     meta_info = meta_infos.get(META, {})
     runs = evaluation.run_metrics
     n_tasks, n_seeds = runs["task"].n_unique(), runs["seed"].n_unique()
     indicative = is_indicative(n_tasks, n_seeds)
     lines = ["# metalr results", ""]
+    if gain_figure is not None:
+        lines += [f"![The meta-scheduler's normalised-score gain over cosine, per task and base LR]({gain_figure})", ""]
+    lines += [*(f"- {sentence}" for sentence in framing_sentences(evaluation)), ""]
     if indicative:
         lines += [
             f"**Indicative only**: {n_tasks} held-out tasks × {n_seeds} seeds. Aggregate claims need "
@@ -481,15 +527,41 @@ def summary_markdown(evaluation: Evaluation, meta_infos: dict[str, dict], collec
     return "\n".join(lines)
 
 
-def markdown_to_html(markdown: str, title: str = "metalr results") -> str:
-    """A standalone HTML page of ``markdown`` (tables included), for the Snakemake report."""
+def markdown_to_html(markdown: str, title: str = "metalr results", base_dir: str | Path | None = None) -> str:
+    """A standalone HTML page of ``markdown`` (tables included), for the Snakemake report.
+
+    Images are read relative to ``base_dir`` and embedded, so the page shows them wherever
+    it is opened (the Snakemake report serves it alone); verdict cells are colour-coded and
+    wide tables scroll instead of overflowing.
+    """
     from markdown_it import MarkdownIt  # lazy: only the HTML report renders Markdown
 
     body = MarkdownIt("commonmark").enable("table").render(markdown)
+    if base_dir is not None:
+        body = _embed_images(body, Path(base_dir))
+    body = re.sub(
+        r"<td>((?:meta )?(?:better|worse|no significant difference)[^<]*)</td>",
+        lambda m: f'<td class="verdict-{verdict_kind(m.group(1))}">{m.group(1)}</td>',
+        body,
+    )
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;font-size:14px}"
-        "table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "th{background:#f0f0f0}"
+        "table{border-collapse:collapse;margin-bottom:1em;display:block;max-width:100%;overflow-x:auto}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#f0f0f0}"
+        "img{max-width:100%;height:auto}"
+        + "".join(f".verdict-{kind}{{color:{colour};font-weight:bold}}" for kind, colour in VERDICT_COLOURS.items())
     )
     head = f"<meta charset='utf-8'><title>{title}</title><style>{style}</style>"
     return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
+
+
+def _embed_images(html: str, base_dir: Path) -> str:
+    """Replace each ``<img src>`` that names a PNG under ``base_dir`` by its data URI."""
+
+    def embed(match: re.Match) -> str:
+        path = base_dir / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    return re.sub(r'src="([^":]+\.png)"', embed, html)

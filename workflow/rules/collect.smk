@@ -17,7 +17,7 @@ rule collect_trajectories:
     log:
         LAYOUT.log("collect_trajectories/{phase}/{task}"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/train_runs.py"
 
@@ -47,6 +47,6 @@ rule label_branch_points:
     log:
         LAYOUT.log("label_branch_points/{phase}"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/label_branch_points.py"

@@ -7,6 +7,6 @@ rule prepare_data:
     log:
         LAYOUT.log("prepare_data/{dataset}"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/prepare_data.py"

@@ -15,7 +15,7 @@ rule evaluate_schedulers:
     log:
         LAYOUT.log("evaluate_schedulers/{task}"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/train_runs.py"
 
@@ -28,7 +28,7 @@ rule merge_runs:
     log:
         LAYOUT.log("merge_runs"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/merge_runs.py"
 
@@ -42,6 +42,6 @@ rule compare_schedulers:
     log:
         LAYOUT.log("compare_schedulers"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/compare_schedulers.py"

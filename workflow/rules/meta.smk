@@ -6,7 +6,7 @@ rule check_leakage:
     log:
         LAYOUT.log("check_leakage"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/check_leakage.py"
 
@@ -28,6 +28,6 @@ rule fit_meta_learner:
     log:
         LAYOUT.log("fit_meta_learner/round-{round}/{variant}"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/fit_meta_learner.py"

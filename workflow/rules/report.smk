@@ -7,10 +7,11 @@ rule summarize_results:
         markdown=LAYOUT.summary_md(),
         html=report(LAYOUT.summary_html(), caption="../report/summary.rst", category="1. Summary"),
         table=LAYOUT.summary_parquet(),
+        gain=LAYOUT.gain_plot(),
     log:
         LAYOUT.log("summarize_results"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/summarize_results.py"
 
@@ -29,7 +30,7 @@ rule plot_task_curves:
     log:
         LAYOUT.log("plot_task_curves/{task}"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/plot_task_curves.py"
 
@@ -42,7 +43,7 @@ rule plot_performance_profiles:
     log:
         LAYOUT.log("plot_performance_profiles"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/plot_performance_profiles.py"
 
@@ -56,6 +57,6 @@ rule plot_lr_gallery:
     log:
         LAYOUT.log("plot_lr_gallery"),
     conda:
-        "../../envs/metalr.yaml"
+        "../envs/metalr.yaml"
     script:
         "../scripts/plot_lr_gallery.py"

@@ -12,4 +12,5 @@ with log_to(sm.log[0]):
         sm.output.table,
         sm.output.markdown,
         sm.output.html,
+        sm.output.gain,
     )
