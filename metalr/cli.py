@@ -358,6 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except user_errors() as err:
         print(message(err), file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] == "metalr":
+            raise
+        # A core install runs the scheduler commands; the pipeline's need its extra.
+        print(message(f"`metalr {args.command}` needs {err.name}: pip install 'metalr[pipeline]'"), file=sys.stderr)
+        return 2
     return 0
 
 
