@@ -76,3 +76,41 @@ def test_a_wheel_install_validates_a_config_outside_the_checkout(repo, wheel, tm
     assert proc.returncode == 0 and "cosine" in proc.stdout, proc.stderr
     proc = metalr("inspect", str(work))  # a pipeline command: polars is in the [pipeline] extra
     assert proc.returncode == 2 and "pip install 'metalr[pipeline]'" in proc.stderr, proc.stderr
+
+
+PIPELINE_ONLY = (
+    "snakemake", "polars", "sklearn", "scipy", "statsmodels", "matplotlib", "datasets", "transformers",
+    "accelerate", "torchvision", "mlxtend", "jiwer", "soundfile", "markdown_it", "tokenizers", "lightning",
+)  # fmt: skip
+
+
+def test_the_scheduler_path_runs_without_the_pipeline_packages(tmp_path):
+    """What a core install (no extras) offers: every scheduler, the meta-scheduler from a checkpoint, its inputs."""
+    # torch._dynamo probes optional packages with find_spec when an optimizer is first built:
+    # imported before the blocker, it sees the environment as it is.
+    code = f"""
+import importlib.abc, sys
+import torch, torch._dynamo
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {PIPELINE_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in a core install)", name=name)
+sys.meta_path.insert(0, Absent())
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from meta_fixtures import fitted_checkpoint
+from metalr.features.basic import LossEMA
+from metalr.schedulers import REGISTRY, MetaScheduler, build_scheduler
+for name, entry in REGISTRY.items():
+    if entry.build is not None and not entry.own_optimizer:  # schedulefree brings its own optimizer
+        build_scheduler(name, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 10)
+optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+scheduler = MetaScheduler.from_pretrained(fitted_checkpoint({str(tmp_path / "ckpt")!r}), optimizer, 10)
+ema = LossEMA()
+for step in range(1, 11):
+    scheduler.observe({{"step": step, "loss_train": 1.0, "loss_ema": ema.update(1.0)}})
+    optimizer.step()
+    scheduler.step()
+print(scheduler.get_last_lr()[0], scheduler.fallback_rate)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

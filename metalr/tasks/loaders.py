@@ -8,10 +8,12 @@ converted and normalised with torchvision transforms v2, and, for a dataset decl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
-from metalr.tasks.datasets import DatasetInfo
+if TYPE_CHECKING:  # metalr.tasks.datasets needs scikit-learn, a [pipeline] package
+    from metalr.tasks.datasets import DatasetInfo
 
 Batch = dict[str, torch.Tensor]
 
