@@ -289,7 +289,8 @@ def default_config() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metalr",
-        description=__doc__.splitlines()[0],
+        description="metalr: learned learning-rate schedules. Every pipeline step runs as a command here, "
+        "writing what the Snakemake rule would; schedulers, tasks and validate need no extras.",
         epilog="Run `metalr COMMAND --help` for a command's description and an example.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
