@@ -18,7 +18,7 @@ if not config:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-# Validated against workflow/schemas/config.schema.yaml by metalr, whose message names each
+# Validated against metalr/schemas/config.schema.yaml (package data) by metalr, whose message names each
 # bad field and its allowed values (Snakemake's own validate() prints the schema instead).
 try:
     CONFIG = parse_config(config)

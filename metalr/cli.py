@@ -3,18 +3,26 @@
 Paths default to the standard results layout (``metalr.paths.ResultsLayout``), so
 ``metalr train-runs --config config/config.yaml --phase collect --task digits-mlp`` writes
 exactly what the Snakemake rule would.
+
+torch, polars and the pipeline are imported inside the subcommands that use them, so that
+``metalr --help``, ``metalr schedulers``, ``metalr tasks`` and ``metalr validate`` answer in
+well under a second (tests/test_cli.py times them).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import importlib.resources
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from metalr import __version__
 from metalr.config import PipelineConfig, load_config
 from metalr.paths import ResultsLayout
+
+DEFAULT_CONFIG = "config/config.yaml"
 
 
 def _phase_files(config: PipelineConfig, layout: ResultsLayout, phase: str, kind: str) -> list[str]:
@@ -136,9 +144,46 @@ def _cmd_inspect(args, config, layout) -> None:
 
 
 def _cmd_tasks(args, config, layout) -> None:
-    from metalr.pipeline import list_tasks
+    list_tasks(config, layout, sizes=args.sizes)
 
-    list_tasks(config, layout)
+
+def list_tasks(config: PipelineConfig, layout: ResultsLayout, sizes: bool = False, out: Callable = print) -> None:
+    """One line per task: id, role, modality, model, data source; with ``sizes``, split sizes and parameter count.
+
+    Sizes and parameter counts come from the prepared data when ``prepare_data`` has run,
+    otherwise the dataset is prepared in memory; a dataset that cannot be loaded is
+    reported on its line instead. They need the data and torch, hence the flag.
+    """
+    roles = {t: phase for phase in ("meta_train", "meta_val", "held_out") for t in getattr(config, phase)}
+    infos: dict[str, object] = {}
+    if sizes:
+        from metalr.tasks import DataError, SplitData, build_model, count_parameters, prepare_dataset
+
+        for name in sorted({t.dataset for t in config.tasks.values()}):
+            prepared = Path(layout.data(name)) / "info.json"
+            try:
+                if prepared.is_file():
+                    infos[name] = SplitData.load_info(prepared.parent)
+                else:
+                    split = (config.split_seed, config.val_fraction, config.test_fraction)
+                    infos[name] = prepare_dataset(config.dataset(name), *split).info
+            except DataError as err:
+                infos[name] = str(err).splitlines()[0]
+    columns = f" {'train/val/test':<20} {'params':>11}" if sizes else ""
+    out(f"{'task':<24} {'role':<10} {'modality':<10} {'model':<24}{columns}  source")
+    for task_id, task in config.tasks.items():
+        spec = config.dataset(task.dataset)
+        model = f"{task.model.family} w{task.model.width} d{task.model.depth}"
+        line = f"{task_id:<24} {roles.get(task_id, '-'):<10} {spec.modality:<10} {model:<24}"
+        info = infos.get(task.dataset)
+        if sizes and isinstance(info, str):
+            line += f" {'-':<20} {'-':>11}"
+        elif sizes:
+            # The task's own training size: its subset of the training split.
+            train = max(1, round(task.subset * info.sizes["train"]))
+            split = "/".join(str(n) for n in (train, info.sizes["val"], info.sizes["test"]))
+            line += f" {split:<20} {count_parameters(build_model(task.model, info)):>11,}"
+        out(f"{line}  {spec.describe()}" + (f"  [unavailable: {info}]" if isinstance(info, str) else ""))
 
 
 def _cmd_schedulers(args, config, layout) -> None:
@@ -162,64 +207,164 @@ def _phase(text: str) -> str:
     return text
 
 
+# (name, one-line help, description, example) of every subcommand: `metalr NAME --help`
+# prints the description and the example.
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "validate": (
+        "validate the config and print what it declares",
+        "Check a config against the schema (metalr/schemas/config.schema.yaml) and the cross-field rules; "
+        "an error names the field and the allowed values.",
+        "metalr validate --config config/smoke.yaml",
+    ),
+    "tasks": (
+        "list every task: id, role, modality, model, source (--sizes: split sizes, parameter count)",
+        "List the config's tasks. --sizes adds each task's train/val/test sizes and its model's parameter "
+        "count; it reads the prepared data (or prepares it in memory) and builds each model.",
+        "metalr tasks --config config/smoke.yaml --sizes",
+    ),
+    "schedulers": (
+        "list every registered scheduler name with a one-line description",
+        "List the scheduler names a config's collect.schedulers and evaluate.schedulers accept.",
+        "metalr schedulers",
+    ),
+    "prepare-data": (
+        "carve train/val/test splits for one or all datasets",
+        "Load a dataset, carve its fixed splits and write them under RESULTS/data.",
+        "metalr prepare-data --config config/smoke.yaml --dataset wine",
+    ),
+    "train-runs": (
+        "train all (scheduler, seed) runs of one task in one phase",
+        "Train every (scheduler, seed) run of one task in one phase; writes its trajectories and run rows.",
+        "metalr train-runs --config config/smoke.yaml --phase metaval --task wine-mlp --threads 2",
+    ),
+    "label": (
+        "the branching expert: fork a collection phase's snapshots, write the forks",
+        "Fork every snapshot of a collection phase with each LR multiplier and write the labelled forks.",
+        "metalr label --config config/smoke.yaml --phase metaval",
+    ),
+    "check-leakage": (
+        "refuse if a held-out task reaches the meta-learner's inputs",
+        "Check that no held-out task's data reaches the meta-learner's training rows; fails if one does.",
+        "metalr check-leakage --config config/smoke.yaml",
+    ),
+    "fit": (
+        "fit a meta-learner variant on the labelled collection runs",
+        "Fit one meta-learner variant on the labelled collection runs and write its checkpoint.",
+        "metalr fit --config config/smoke.yaml --variant meta",
+    ),
+    "merge-runs": (
+        "merge per-job run rows into runs.parquet",
+        "Merge the per-job run rows of every phase into RESULTS/runs.parquet.",
+        "metalr merge-runs --config config/smoke.yaml",
+    ),
+    "compare": (
+        "run the evaluation protocol on the held-out runs (results/evaluation)",
+        "Compare the schedulers on the held-out runs: targets, statistics, profiles (RESULTS/evaluation).",
+        "metalr compare --config config/smoke.yaml",
+    ),
+    "summarize": (
+        "write summary.md, summary.html and summary.parquet",
+        "Write the results summary (Markdown, HTML, Parquet) from the evaluation.",
+        "metalr summarize --config config/smoke.yaml",
+    ),
+    "plot": (
+        "draw the per-task curves, the LR-schedule gallery and the performance profiles",
+        "Draw the per-task curves, the LR-schedule gallery and the performance profiles.",
+        "metalr plot --config config/smoke.yaml",
+    ),
+    "inspect": (
+        "summarise any results Parquet file or folder (no config needed)",
+        "Summarise a results Parquet file or folder per task and scheduler.",
+        "metalr inspect results/trajectories",
+    ),
+}
+
+
+def default_config() -> str:
+    """config/config.yaml in a checkout; the copy shipped in the package elsewhere (a wheel install)."""
+    if Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    return str(importlib.resources.files("metalr") / "configs" / "config.yaml")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metalr", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="config/config.yaml", help="pipeline config YAML (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="metalr",
+        description="metalr: learned learning-rate schedules. Every pipeline step runs as a command here, "
+        "writing what the Snakemake rule would; schedulers, tasks and validate need no extras.",
+        epilog="Run `metalr COMMAND --help` for a command's description and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help=f"pipeline config YAML (default: {DEFAULT_CONFIG}, or the shipped one outside a checkout)",
+    )
     parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
     # The same two options are accepted after the subcommand too (``metalr tasks --config FILE``).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="pipeline config YAML")
     common.add_argument("--results", default=argparse.SUPPRESS, help="results directory")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser = functools.partial(sub.add_parser, parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = add_parser("validate", help="validate the config and print what it declares")
-    p.set_defaults(func=_cmd_validate)
-    p = add_parser("tasks", help="list every task: id, modality, sizes, parameter count, source")
-    p.set_defaults(func=_cmd_tasks)
-    p = add_parser("schedulers", help="list every registered scheduler name with a one-line description")
-    p.set_defaults(func=_cmd_schedulers, needs_config=False)
-    p = add_parser("prepare-data", help="carve train/val/test splits for one or all datasets")
+    def add_parser(name: str, func: Callable, needs_config: bool = True) -> argparse.ArgumentParser:
+        help, description, example = SUBCOMMANDS[name]
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=help,
+            description=description,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(func=func, needs_config=needs_config)
+        return p
+
+    add_parser("validate", _cmd_validate)
+    p = add_parser("tasks", _cmd_tasks)
+    p.add_argument("--sizes", action="store_true", help="add split sizes and parameter counts (loads data and torch)")
+    add_parser("schedulers", _cmd_schedulers, needs_config=False)
+    p = add_parser("prepare-data", _cmd_prepare_data)
     p.add_argument("--dataset", help="one dataset (default: every dataset the config uses)")
-    p.set_defaults(func=_cmd_prepare_data)
-    p = add_parser("train-runs", help="train all (scheduler, seed) runs of one task in one phase")
+    p = add_parser("train-runs", _cmd_train_runs)
     p.add_argument("--phase", type=_phase, required=True, help="collect, metaval, eval, or a DAgger round: collect-r1")
     p.add_argument("--task", required=True)
     p.add_argument("--threads", type=int, default=1, help="parallel single-threaded runs (default: %(default)s)")
-    p.set_defaults(func=_cmd_train_runs)
-    p = add_parser("label", help="the branching expert: fork a collection phase's snapshots, write the forks")
+    p = add_parser("label", _cmd_label)
     p.add_argument("--phase", type=_phase, required=True, help="collect, metaval, or a DAgger round: collect-r1")
     p.add_argument("--threads", type=int, default=1, help="parallel single-threaded forks (default: %(default)s)")
-    p.set_defaults(func=_cmd_label)
-    p = add_parser("check-leakage", help="refuse if a held-out task reaches the meta-learner's inputs")
-    p.set_defaults(func=_cmd_check_leakage)
-    p = add_parser("fit", help="fit a meta-learner variant on the labelled collection runs")
+    add_parser("check-leakage", _cmd_check_leakage)
+    p = add_parser("fit", _cmd_fit)
     p.add_argument("--variant", default="meta", help="meta, meta-gru, meta-progress-only, ... (default: %(default)s)")
     p.add_argument("--round", type=int, help="DAgger round whose data it reads (default: the config's last)")
-    p.set_defaults(func=_cmd_fit)
-    p = add_parser("merge-runs", help="merge per-job run rows into runs.parquet")
-    p.set_defaults(func=_cmd_merge_runs)
-    p = add_parser("compare", help="run the evaluation protocol on the held-out runs (results/evaluation)")
-    p.set_defaults(func=_cmd_compare)
-    p = add_parser("summarize", help="write summary.md, summary.html and summary.parquet")
-    p.set_defaults(func=_cmd_summarize)
-    p = add_parser("plot", help="draw the per-task curves, the LR-schedule gallery and the performance profiles")
-    p.set_defaults(func=_cmd_plot)
-    p = add_parser("inspect", help="summarise any results Parquet file or folder (no config needed)")
+    add_parser("merge-runs", _cmd_merge_runs)
+    add_parser("compare", _cmd_compare)
+    add_parser("summarize", _cmd_summarize)
+    add_parser("plot", _cmd_plot)
+    p = add_parser("inspect", _cmd_inspect, needs_config=False)
     p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories")
-    p.set_defaults(func=_cmd_inspect, needs_config=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from metalr.errors import message, user_errors
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
-        config = load_config(args.config) if getattr(args, "needs_config", True) else None
+        config = load_config(args.config or default_config()) if args.needs_config else None
         args.func(args, config, ResultsLayout(args.results))
     except user_errors() as err:
         print(message(err), file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] == "metalr":
+            raise
+        # A core install runs the scheduler commands; the pipeline's need its extra.
+        print(message(f"`metalr {args.command}` needs {err.name}: pip install 'metalr[pipeline]'"), file=sys.stderr)
         return 2
     return 0
 

@@ -1,14 +1,17 @@
 """Typed, validated pipeline configuration.
 
-The JSON schema in ``workflow/schemas`` is the single source of truth for field names,
+The JSON schema ``metalr/schemas/config.schema.yaml`` (package data, so a wheel install
+validates too) is the single source of truth for field names,
 allowed values and defaults; this module turns a validated dict into dataclasses and
 adds the cross-field checks a schema cannot express.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
+import importlib.resources
 import json
 import zlib
 from collections.abc import Mapping, Sequence
@@ -28,7 +31,7 @@ from metalr.tasks.registry import (
     modality_kind,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_RESOURCE = importlib.resources.files("metalr.schemas") / "config.schema.yaml"
 PHASES = ("collect", "metaval", "eval")
 PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
 DATA_FIELDS = ("subset", "label_noise")
@@ -290,22 +293,44 @@ def phase_round(phase: str) -> int:
 
 def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate against the schema (filling defaults in place) and return the dict."""
-    # Lazy: snakemake is heavy and belongs to the pipeline; the library reads configs without it.
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    import jsonschema
 
     try:
-        validate(raw, str(SCHEMA_PATH), set_default=True)
-    except WorkflowError as err:
+        _defaulting_validator().validate(raw)
+    except jsonschema.ValidationError as err:
         raise ConfigError(_schema_message(raw)) from err
     return raw
+
+
+@functools.cache
+def config_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_RESOURCE.read_text())
+
+
+def _defaulting_validator():
+    """A Draft 2020-12 validator that fills each property's ``default`` before checking it.
+
+    The recipe of the jsonschema FAQ, as ``snakemake.utils.validate(set_default=True)`` applies
+    it; done here with jsonschema alone so that a core install (no Snakemake) validates too.
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": fill_defaults})(config_schema())
 
 
 def _schema_message(raw: dict[str, Any]) -> str:
     import jsonschema  # lazy: only the error path needs it
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(config_schema())
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
     lines = []
     for error in errors[:10]:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
+# Each error lives beside the code that raises it: (module, class).
+_USER_ERRORS = (
+    ("metalr.config", "ConfigError"),
+    ("metalr.tasks.sources", "DataError"),
+    ("metalr.evaluate.leakage", "LeakageError"),
+    ("metalr.meta.checkpoint", "CheckpointError"),
+    ("metalr.trajectories", "ParquetInputError"),
+    ("metalr.gpu", "GpuSlotError"),
+)
+
 
 def user_errors() -> tuple[type[Exception], ...]:
-    # Imported on call: each error lives beside the code that raises it, some of it beside torch,
-    # and the CLI imports this module before any command (metalr --help must not load torch).
-    from metalr.config import ConfigError
-    from metalr.evaluate import LeakageError
-    from metalr.gpu import GpuSlotError
-    from metalr.meta.checkpoint import CheckpointError
-    from metalr.tasks.sources import DataError
-    from metalr.trajectories import ParquetInputError
-
-    return (ConfigError, DataError, LeakageError, CheckpointError, ParquetInputError, GpuSlotError)
+    # Only modules already imported can have raised one; importing the others would pull in
+    # polars and torch, which a core install (no [pipeline] extra) does not have.
+    return tuple(getattr(sys.modules[module], name) for module, name in _USER_ERRORS if module in sys.modules)
 
 
 def message(err: BaseException) -> str:

@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 
@@ -43,7 +44,7 @@ def test_cli_refuses_a_phase_that_does_not_exist(repo):
 
 def test_tasks_lists_every_task_with_modality_sizes_parameters_and_source(repo):
     proc = subprocess.run(
-        [sys.executable, "-m", "metalr", "tasks", "--config", str(repo / "config" / "smoke.yaml")],
+        [sys.executable, "-m", "metalr", "tasks", "--config", str(repo / "config" / "smoke.yaml"), "--sizes"],
         capture_output=True,
         text=True,
         check=True,
@@ -80,3 +81,33 @@ def test_inspect_names_a_missing_path_without_a_traceback(tmp_path):
         [sys.executable, "-m", "metalr", "inspect", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bare_metalr_prints_help_and_version_prints_the_package_version():
+    import metalr
+
+    proc = subprocess.run([sys.executable, "-m", "metalr"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: metalr") and "schedulers" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "metalr", "--version"], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == f"metalr {metalr.__version__}"
+
+
+def test_every_subcommand_help_has_a_description_and_an_example():
+    from metalr.cli import SUBCOMMANDS, build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == set(SUBCOMMANDS)
+    for name, parser in subparsers.choices.items():
+        text = parser.format_help()
+        assert SUBCOMMANDS[name][1] in " ".join(text.split()), name
+        assert f"example:\n  metalr {name}" in text, name
+
+
+def test_schedulers_tasks_and_validate_answer_without_importing_torch(repo):
+    # torch's import alone takes seconds; these commands must not pay it.
+    smoke = str(repo / "config" / "smoke.yaml")
+    for args in (["schedulers"], ["tasks", "--config", smoke], ["validate", "--config", smoke]):
+        code = f"import sys; from metalr.cli import main; main({args!r}); assert 'torch' not in sys.modules"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert proc.stdout.strip(), args

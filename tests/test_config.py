@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from metalr.config import ConfigError, load_config, parse_config
+from metalr.config import ConfigError, config_schema, load_config, parse_config
 
 
 @pytest.fixture
@@ -63,10 +63,10 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_schema_enums_match_the_task_registry(repo):
+def test_schema_enums_match_the_task_registry():
     from metalr.tasks.registry import ALL_METRICS, MODALITIES, MODEL_FAMILIES, SOURCES
 
-    defs = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())["$defs"]
+    defs = config_schema()["$defs"]
     assert defs["model"]["properties"]["family"]["enum"] == list(MODEL_FAMILIES)
     assert defs["dataset"]["properties"]["source"]["enum"] == list(SOURCES)
     assert defs["dataset"]["properties"]["modality"]["enum"] == list(MODALITIES)

@@ -2,9 +2,7 @@
 
 from pathlib import Path
 
-import yaml
-
-from metalr.config import SCHEMA_PATH
+from metalr.config import config_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +25,7 @@ def _keys(node: dict, defs: dict, seen: frozenset = frozenset()) -> set[str]:
 
 
 def test_config_readme_names_every_schema_key_and_every_shipped_config():
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = config_schema()
     readme = (ROOT / "config/README.md").read_text()
     keys = _keys(schema, schema["$defs"])
     assert len(keys) > 80  # the walk reached the nested definitions (task, dataset, probes, ...)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from datasets import Dataset
@@ -34,16 +36,11 @@ def _dataset(n: int, seed: int) -> Dataset:
     return Dataset.from_dict({"x": x.tolist(), "labels": (x @ torch.tensor([1.0, -2.0, 0.5, 3.0])).tolist()})
 
 
-def _train(checkpoint, tmp_path, **overrides):
+def _train(checkpoint, tmp_path, change_after_attach=None, **overrides):
     """Train ``STEPS`` updates; returns the observed feature rows, the Trainer's log history, the scheduler."""
     torch.manual_seed(0)
     model = TinyRegressor()
     optimizer = torch.optim.SGD(model.parameters(), lr=BASE_LR)
-    optimizers, callback = meta_scheduler_for_trainer(checkpoint, optimizer, budget=STEPS)
-    scheduler = optimizers[1]
-    observed: list[dict] = []
-    original = scheduler.observe
-    scheduler.observe = lambda features: (observed.append(dict(features)), original(features))[1]
     args = {
         "output_dir": str(tmp_path / "trainer"),
         "max_steps": STEPS,
@@ -61,9 +58,14 @@ def _train(checkpoint, tmp_path, **overrides):
         args=TrainingArguments(**args),
         train_dataset=_dataset(256, 0),
         eval_dataset=_dataset(64, 1),
-        optimizers=optimizers,
-        callbacks=[callback],
+        optimizers=(optimizer, None),
     )
+    scheduler = meta_scheduler_for_trainer(trainer, checkpoint)
+    observed: list[dict] = []
+    original = scheduler.observe
+    scheduler.observe = lambda features: (observed.append(dict(features)), original(features))[1]
+    for name, value in (change_after_attach or {}).items():
+        setattr(trainer.args, name, value)
     trainer.train()
     return observed, trainer.state.log_history, scheduler
 
@@ -128,9 +130,47 @@ def test_trainer_lrs_equal_a_meta_scheduler_replaying_the_observed_features(tmp_
     assert replay(observed) != pytest.approx(replay([]), rel=1e-3)  # features moved the decisions
 
 
-def test_a_budget_that_differs_from_the_trainers_steps_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="budget=20"):
-        _train(fitted_checkpoint(tmp_path / "ckpt"), tmp_path, max_steps=20)
+def test_arguments_changed_after_attaching_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=f"built for {STEPS} updates but the Trainer will run 20"):
+        _train(fitted_checkpoint(tmp_path / "ckpt"), tmp_path, change_after_attach={"max_steps": 20})
+
+
+def test_epoch_based_training_gets_a_budget_of_epochs_times_updates_per_epoch(tmp_path):
+    # 256 samples in batches of 24: 11 batches (the last one partial), 2 accumulated per
+    # update -> 6 updates per epoch; 2.5 epochs -> ceil(15.0) = 15 updates.
+    observed, history, scheduler = _train(
+        fitted_checkpoint(tmp_path / "ckpt"),
+        tmp_path,
+        max_steps=-1,
+        num_train_epochs=2.5,
+        per_device_train_batch_size=24,
+        gradient_accumulation_steps=2,
+    )
+    assert scheduler.budget == 15
+    assert [row["step"] for row in observed] == list(range(1, 16))
+    assert observed[-1]["progress"] == 1.0
+    # Cosine over exactly the updates run: the last LR is the one just before zero.
+    assert _trainer_lrs(history)[-1] == pytest.approx(BASE_LR * 0.5 * (1 + math.cos(math.pi * 14 / 15)))
+
+
+def test_lr_change_reason_and_fallback_rate_reach_tensorboard_through_report_to(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    checkpoint = fitted_checkpoint(tmp_path / "ckpt", random_weights=True)
+    _, _, scheduler = _train(checkpoint, tmp_path, report_to=["tensorboard"])
+    (event_file,) = (tmp_path / "tb").glob("events.out.tfevents.*")
+    events = EventAccumulator(str(event_file), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    scalars, texts = set(events.Tags()["scalars"]), set(events.Tags()["tensors"])
+    assert {"train/metalr/lr", "train/metalr/fallback_rate", "train/learning_rate"} <= scalars
+    assert "train/metalr/change_reason/text_summary" in texts
+    lrs = [event.value for event in events.Scalars("train/metalr/lr")]
+    assert len(lrs) == STEPS and lrs[-1] == pytest.approx(scheduler.get_last_lr()[0])
+    rates = [event.value for event in events.Scalars("train/metalr/fallback_rate")]
+    assert all(0.0 <= rate <= 1.0 for rate in rates) and rates[-1] == pytest.approx(scheduler.fallback_rate)
+    reason_events = events.Tensors("train/metalr/change_reason/text_summary")
+    reasons = [event.tensor_proto.string_val[0].decode() for event in reason_events]
+    assert reasons and all(reason.startswith("meta ") for reason in reasons)
 
 
 def test_a_logging_interval_above_one_update_warns(tmp_path):

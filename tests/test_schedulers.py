@@ -272,10 +272,10 @@ def test_names_starting_with_meta_are_routed_to_the_meta_scheduler():
             build_scheduler(name, _optimizer(), 10)
 
 
-def test_every_registered_scheduler_has_a_description_and_a_config_name(repo):
-    import yaml
+def test_every_registered_scheduler_has_a_description_and_a_config_name():
+    from metalr.config import config_schema
 
-    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = config_schema()
     names = schema["$defs"]["scheduler_name"]["enum"]
     assert set(names) == {name for name, entry in REGISTRY.items() if entry.kind != "meta"}
     assert all(entry.description for entry in REGISTRY.values())

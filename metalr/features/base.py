@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 import torch
 from torch import nn
 
-from metalr.tasks.splits import DatasetInfo
+if TYPE_CHECKING:  # metalr.tasks.splits needs scikit-learn, a [pipeline] package
+    from metalr.tasks.splits import DatasetInfo
 
 
 @dataclass

@@ -7,6 +7,8 @@ series' own units; speech reports the word error rate through jiwer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -22,6 +24,9 @@ from torch import nn
 
 from metalr.features.base import Probe, StepContext
 from metalr.tasks.audio import decode_ids, greedy_ctc
+
+if TYPE_CHECKING:  # metalr.tasks.splits needs scikit-learn, a [pipeline] package
+    from metalr.tasks.splits import DatasetInfo
 from metalr.tasks.loaders import InputTransform
 from metalr.tasks.objectives import forward, loss_from_output
 from metalr.tasks.registry import ALL_METRICS

@@ -2,9 +2,16 @@
 
     from metalr.integrations.huggingface import meta_scheduler_for_trainer
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    optimizers, callback = meta_scheduler_for_trainer("results/meta/round-1/meta", optimizer, budget=args.max_steps)
-    trainer = Trainer(model, args, train_dataset=..., eval_dataset=..., optimizers=optimizers, callbacks=[callback])
+    trainer = Trainer(model, args, train_dataset=..., eval_dataset=...)
+    scheduler = meta_scheduler_for_trainer(trainer, "results/meta/round-1/meta")
+    trainer.train()
+
+The scheduler is built for the number of optimizer updates the Trainer will run: its
+``max_steps``, or with ``max_steps=-1`` (epoch-based training) the epochs times the updates
+per epoch, computed by the Trainer's own ``set_initial_training_values``. Each logged update
+also reports ``metalr/lr``, ``metalr/fallback_rate`` and, after a decision,
+``metalr/change_reason`` to whatever ``report_to`` names (TensorBoard: tags
+``train/metalr/...``).
 
 The Trainer steps the scheduler itself; the callback collects each optimizer update's
 features (step, LR, train loss and its EMA, the gradient norm the Trainer logs, the eval
@@ -23,10 +30,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from torch.optim import Optimizer
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from metalr.features.basic import LossEMA
+from metalr.integrations.reporting import scheduler_report
 from metalr.schedulers import MetaScheduler
 
 
@@ -51,7 +58,7 @@ class MetaSchedulerCallback(TrainerCallback):
             # or overshoots it.
             raise ValueError(
                 f"the MetaScheduler was built for {self.scheduler.budget} updates but the Trainer will run "
-                f"{state.max_steps}; build it with budget={state.max_steps}"
+                f"{state.max_steps}; call meta_scheduler_for_trainer after the last change to the Trainer's arguments"
             )
         if args.logging_strategy != "steps" or args.logging_steps != 1:
             warnings.warn(
@@ -80,6 +87,9 @@ class MetaSchedulerCallback(TrainerCallback):
             return
         loss = float(logs["loss"])
         self._pending.update(loss_train=loss, loss_ema=self.loss_ema.update(loss), grad_norm=logs.get("grad_norm"))
+        # The callbacks after this one (meta_scheduler_for_trainer puts it first) include
+        # report_to's loggers: they log these with the Trainer's own values.
+        logs.update(scheduler_report(self.scheduler))
 
     def on_evaluate(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics=None, **kwargs
@@ -97,12 +107,21 @@ class MetaSchedulerCallback(TrainerCallback):
 
 
 def meta_scheduler_for_trainer(
-    checkpoint: str | Path, optimizer: Optimizer, budget: int, loss_ema_beta: float = 0.9
-) -> tuple[tuple[Optimizer, MetaScheduler], MetaSchedulerCallback]:
-    """``(optimizer, scheduler)`` for ``Trainer(optimizers=...)`` and the callback that feeds the scheduler.
+    trainer: Trainer, checkpoint: str | Path, loss_ema_beta: float = 0.9
+) -> MetaScheduler:
+    """Make a MetaScheduler from ``checkpoint`` drive ``trainer``'s learning rate; returns it.
 
-    ``budget`` is the number of optimizer updates the Trainer will run (``args.max_steps``,
-    or epochs x updates per epoch); the callback refuses to start if they differ.
+    It steps the Trainer's optimizer (the one passed as ``optimizers=(optimizer, None)``, or
+    the one the Trainer creates) for the updates the Trainer will run, ``max_steps`` or,
+    epoch-based, as many as its epochs take. The feeding callback goes first among the
+    Trainer's callbacks: the Trainer places report_to's loggers before user callbacks, and
+    they must see the values the callback adds to each log.
     """
+    optimizer = trainer.optimizer if trainer.optimizer is not None else trainer.create_optimizer()
+    # The Trainer's own count, so epochs, gradient accumulation and the last partial batch
+    # agree with the loop it will run; MetaSchedulerCallback.on_train_begin checks it again.
+    *_, budget = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())
     scheduler = MetaScheduler.from_pretrained(checkpoint, optimizer, budget)
-    return (optimizer, scheduler), MetaSchedulerCallback(scheduler, loss_ema_beta)
+    trainer.lr_scheduler = scheduler
+    trainer.callback_handler.callbacks.insert(0, MetaSchedulerCallback(scheduler, loss_ema_beta))
+    return scheduler

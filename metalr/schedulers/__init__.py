@@ -1,21 +1,50 @@
 """Schedulers by name: torch's classic schedules, two peers, the seeds' adaptive schedulers and
-the learned meta-scheduler (``metalr.schedulers.registry``; ``metalr schedulers`` lists them)."""
+the learned meta-scheduler (``metalr.schedulers.registry``; ``metalr schedulers`` lists them).
+
+The scheduler classes are imported on first use (PEP 562 ``__getattr__``), so the names
+and the registry load without torch: ``metalr schedulers`` answers in well under a second.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
-
-from metalr.schedulers.adaptive import CurvatureAdaptive, MetricAdaptive, ResourceAdaptive, UncertaintyAdaptive
-from metalr.schedulers.bounded import BoundedScheduler
-from metalr.schedulers.classic import CLASSIC, ValidationPlateau
-from metalr.schedulers.exploration import ExplorationSchedule
-from metalr.schedulers.meta import MetaScheduler
-from metalr.schedulers.peers import Hypergradient, evaluation_weights, schedule_free_optimizer
 from metalr.schedulers.registry import REGISTRY, is_meta, owns_optimizer
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
+
+    from metalr.schedulers.adaptive import CurvatureAdaptive, MetricAdaptive, ResourceAdaptive, UncertaintyAdaptive
+    from metalr.schedulers.bounded import BoundedScheduler
+    from metalr.schedulers.classic import CLASSIC, ValidationPlateau
+    from metalr.schedulers.exploration import ExplorationSchedule
+    from metalr.schedulers.meta import MetaScheduler
+    from metalr.schedulers.peers import Hypergradient, evaluation_weights, schedule_free_optimizer
+
+_LAZY = {
+    "CurvatureAdaptive": "adaptive",
+    "MetricAdaptive": "adaptive",
+    "ResourceAdaptive": "adaptive",
+    "UncertaintyAdaptive": "adaptive",
+    "BoundedScheduler": "bounded",
+    "CLASSIC": "classic",
+    "ValidationPlateau": "classic",
+    "ExplorationSchedule": "exploration",
+    "MetaScheduler": "meta",
+    "Hypergradient": "peers",
+    "evaluation_weights": "peers",
+    "schedule_free_optimizer": "peers",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"metalr.schedulers.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'metalr.schedulers' has no attribute {name!r}")
 
 META = "meta"
 SCHEDULER_NAMES = tuple(REGISTRY)
@@ -43,6 +72,8 @@ def build_scheduler(
     if is_meta(name):
         if meta_checkpoint is None:
             raise ValueError(f"the {name!r} scheduler needs a fitted checkpoint (meta_checkpoint)")
+        from metalr.schedulers.meta import MetaScheduler
+
         return MetaScheduler.from_pretrained(meta_checkpoint, optimizer, budget)
     entry = REGISTRY.get(name)
     if entry is None or entry.build is None:

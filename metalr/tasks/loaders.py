@@ -8,11 +8,13 @@ converted and normalised with torchvision transforms v2, and, for a dataset decl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
-from metalr.tasks.splits import DatasetInfo
+if TYPE_CHECKING:  # metalr.tasks.splits needs scikit-learn, a [pipeline] package
+    from metalr.tasks.splits import DatasetInfo
 
 Batch = dict[str, torch.Tensor]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from metalr.tasks.splits import DatasetInfo
+if TYPE_CHECKING:  # metalr.tasks.splits needs scikit-learn, a [pipeline] package
+    from metalr.tasks.splits import DatasetInfo
 
 Batch = dict[str, torch.Tensor]
 
