@@ -21,7 +21,7 @@ from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
 from metalr.meta.branching import capture
 from metalr.resume import LoopState, RunCheckpoints, fast_forward
-from metalr.schedulers import build_scheduler, evaluation_weights, owns_optimizer, schedule_free_optimizer
+from metalr.schedulers import build_scheduler, evaluation_weights, peer_optimizer
 from metalr.schedulers.peers import is_schedule_free, on_evaluation_weights
 from metalr.tasks import SplitData, build_model
 from metalr.tasks.datasets import task_view
@@ -100,13 +100,14 @@ def resolve_device(requested: str) -> str:
 
 def build_optimizer(task: TaskSpec, parameters, lr: float | None = None, scheduler: str = "") -> torch.optim.Optimizer:
     lr = task.base_lr if lr is None else lr
-    if owns_optimizer(scheduler):  # Schedule-Free replaces the optimizer, not just the LR
-        return schedule_free_optimizer(task.optimizer, parameters, lr, task.weight_decay)
     if task.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=task.weight_decay)
-    if task.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=task.weight_decay)
-    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=task.weight_decay)
+        optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=task.weight_decay)
+    elif task.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=task.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=task.weight_decay)
+    # Peers such as Schedule-Free or Prodigy replace the optimizer, not just the LR.
+    return peer_optimizer(scheduler, optimizer, task.optimizer, lr / task.base_lr)
 
 
 def scheduler_params(scheduler) -> dict:

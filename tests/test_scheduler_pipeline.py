@@ -54,6 +54,17 @@ def _reference(name: str, base_lr: float, budget: int, val_losses: list[float | 
         sched = torch_lr.CosineAnnealingLR(opt, T_max=budget)
     elif name == "plateau":
         sched = torch_lr.ReduceLROnPlateau(opt, factor=0.1, threshold=0.01, patience=2)
+    elif name == "linear":
+        sched = torch_lr.LinearLR(opt, start_factor=1.0, end_factor=0.0, total_iters=budget)
+    elif name == "wsd":
+        warm, cool = round(0.05 * budget), round(0.2 * budget)
+
+        def wsd(k: int) -> float:
+            if k < warm:
+                return (k + 1) / warm
+            return 1.0 if k < budget - cool else 1 - ((k - (budget - cool)) / cool) ** 0.5
+
+        sched = torch_lr.LambdaLR(opt, wsd)
     elif name == "warmup-cosine":
         warm = round(0.05 * budget)
         parts = [torch_lr.LinearLR(opt, 0.1, 1.0, warm), torch_lr.CosineAnnealingLR(opt, T_max=budget - warm)]

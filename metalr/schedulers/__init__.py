@@ -1,4 +1,4 @@
-"""Schedulers by name: torch's classic schedules, two peers, the seeds' adaptive schedulers and
+"""Schedulers by name: torch's classic schedules, the published peers, the seeds' adaptive schedulers and
 the learned meta-scheduler (``metalr.schedulers.registry``; ``metalr schedulers`` lists them)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from metalr.schedulers.classic import CLASSIC, ValidationPlateau
 from metalr.schedulers.exploration import ExplorationSchedule
 from metalr.schedulers.meta import MetaScheduler
 from metalr.schedulers.peers import Hypergradient, evaluation_weights, schedule_free_optimizer
-from metalr.schedulers.registry import REGISTRY, is_meta, owns_optimizer
+from metalr.schedulers.registry import REGISTRY, is_meta, owns_optimizer, peer_optimizer
 
 META = "meta"
 SCHEDULER_NAMES = tuple(REGISTRY)
@@ -36,8 +36,9 @@ def build_scheduler(
     """Build scheduler ``name`` for a run of ``budget`` optimizer steps.
 
     ``batch_size`` is read only by the resource-aware scheduler, ``seed`` only by the
-    randomised exploration schedule. ``schedulefree`` needs the
-    optimizer from ``schedule_free_optimizer``; names starting with "meta" load ``meta_checkpoint``.
+    randomised exploration schedule. The peers that own the optimizer (``owns_optimizer``:
+    schedulefree, prodigy, dadapt-adam, mechanic) need it from ``peer_optimizer``; names
+    starting with "meta" load ``meta_checkpoint``.
     """
     if is_meta(name):
         if meta_checkpoint is None:
@@ -69,5 +70,6 @@ __all__ = [
     "build_scheduler",
     "evaluation_weights",
     "owns_optimizer",
+    "peer_optimizer",
     "schedule_free_optimizer",
 ]
