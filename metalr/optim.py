@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from metalr.config import TaskSpec
-from metalr.schedulers.peers import schedule_free_optimizer
-from metalr.schedulers.registry import owns_optimizer
+from metalr.schedulers.registry import peer_optimizer
 
 
 def resolve_device(requested: str) -> str:
@@ -19,10 +18,11 @@ def resolve_device(requested: str) -> str:
 
 def build_optimizer(task: TaskSpec, parameters, lr: float | None = None, scheduler: str = "") -> torch.optim.Optimizer:
     lr = task.base_lr if lr is None else lr
-    if owns_optimizer(scheduler):  # Schedule-Free replaces the optimizer, not just the LR
-        return schedule_free_optimizer(task.optimizer, parameters, lr, task.weight_decay)
     if task.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=task.weight_decay)
-    if task.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=task.weight_decay)
-    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=task.weight_decay)
+        optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=task.weight_decay)
+    elif task.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=task.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=task.weight_decay)
+    # Peers such as Schedule-Free or Prodigy replace the optimizer, not just the LR.
+    return peer_optimizer(scheduler, optimizer, task.optimizer, lr / task.base_lr)

@@ -7,7 +7,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, ReduceLROnPlat
 
 from metalr.meta.inputs import INPUT_FEATURES, MAX_LOG_MULT, MAX_LOG_STEP
 from metalr.meta.model import LSTMMetaLearner
-from metalr.schedulers import MetaScheduler, build_scheduler
+from metalr.schedulers import MetaScheduler, build_scheduler, evaluation_weights
 
 
 def _optimizer(lr=0.1):
@@ -124,17 +124,17 @@ from metalr.schedulers import (  # noqa: E402
     SCHEDULER_NAMES,
     is_meta,
     owns_optimizer,
-    schedule_free_optimizer,
+    peer_optimizer,
 )
 
 BUILT = [name for name in SCHEDULER_NAMES if not name.startswith("meta")]
+OWNERS = [name for name in BUILT if owns_optimizer(name)]
 
 
 def _setup(name, lr=1e-3, budget=60):
     torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(4))]
-    kind = "adam"
-    optimizer = schedule_free_optimizer(kind, params, lr) if owns_optimizer(name) else torch.optim.Adam(params, lr=lr)
+    params = [torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(3, 2))]
+    optimizer = peer_optimizer(name, torch.optim.Adam(params, lr=lr, weight_decay=1e-4), "adam")
     return optimizer, build_scheduler(name, optimizer, budget, batch_size=32)
 
 
@@ -164,7 +164,7 @@ def _drive(optimizer, scheduler, steps, start=0, peek=False):
     for t in range(start, start + steps):
         lrs.append(optimizer.param_groups[0]["lr"])
         for i, p in enumerate(params):
-            p.grad = torch.sin(torch.arange(p.numel(), dtype=p.dtype) + t + i) + 0.1 * p.detach()
+            p.grad = torch.sin(torch.arange(p.numel(), dtype=p.dtype).view(p.shape) + t + i) + 0.1 * p.detach()
         optimizer.step()
         if peek:
             _peek(scheduler)
@@ -204,24 +204,66 @@ def test_peeking_at_get_lr_changes_nothing_for_every_registered_scheduler(name):
         assert len(set(plain)) > 1
 
 
-@pytest.mark.parametrize("name", BUILT)
-def test_a_state_dict_saved_mid_run_continues_with_an_identical_lr_sequence(name):
-    optimizer, scheduler = _setup(name)
-    before = _drive(optimizer, scheduler, 25)
-    buffer = io.BytesIO()  # through torch.save, as the run checkpoints do
+def _resumed(name, optimizer, scheduler):
+    """A fresh optimizer and scheduler of ``name``, on a copy of the parameters, loaded from the
+    originals' state_dicts through torch.save and a weights-only load, as the run checkpoints do."""
+    buffer = io.BytesIO()
     torch.save({"scheduler": scheduler.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
     buffer.seek(0)
-    saved = torch.load(buffer, weights_only=False)
+    saved = torch.load(buffer, weights_only=True)
     fresh_optimizer, fresh = _setup(name)
     with torch.no_grad():
         for p, q in zip(fresh_optimizer.param_groups[0]["params"], optimizer.param_groups[0]["params"], strict=True):
             p.copy_(q)
     fresh_optimizer.load_state_dict(saved["optimizer"])
     fresh.load_state_dict(saved["scheduler"])
+    return fresh_optimizer, fresh
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_a_state_dict_saved_mid_run_continues_with_an_identical_lr_sequence(name):
+    optimizer, scheduler = _setup(name)
+    before = _drive(optimizer, scheduler, 25)
+    fresh_optimizer, fresh = _resumed(name, optimizer, scheduler)
     expected = _drive(optimizer, scheduler, 30, start=25)
     assert _drive(fresh_optimizer, fresh, 30, start=25) == expected
     if name != "constant":  # the stream made the scheduler act, so its state had something to carry
         assert len(set(before + expected)) > 1
+
+
+@pytest.mark.parametrize("name", OWNERS)
+def test_a_peer_that_owns_the_optimizer_resumes_with_identical_parameter_updates(name):
+    X = torch.randn(128, 8, generator=torch.Generator().manual_seed(1))
+    y = (X[:, 0] > 0).long()
+
+    def build():
+        model, task_optimizer = _net_optimizer(lr=1e-2)
+        optimizer = peer_optimizer(name, task_optimizer, "adam")
+        return model, optimizer, build_scheduler(name, optimizer, 60)
+
+    def train(model, optimizer, scheduler, steps):
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+
+    model, optimizer, scheduler = build()
+    start = [p.detach().clone() for p in model.parameters()]
+    train(model, optimizer, scheduler, 25)
+    buffer = io.BytesIO()  # through torch.save and a weights-only load, as the run checkpoints do
+    torch.save([part.state_dict() for part in (model, optimizer, scheduler)], buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed = build()
+    for part, state in zip(resumed, saved, strict=True):
+        part.load_state_dict(state)
+    train(model, optimizer, scheduler, 30)
+    train(*resumed, 30)
+    for original, copy, first in zip(model.parameters(), resumed[0].parameters(), start, strict=True):
+        assert torch.equal(original, copy)
+        assert not torch.equal(original, first)  # the optimizer moved them: the comparison has teeth
 
 
 @pytest.mark.parametrize("name", [*ADAPTIVE, "hypergradient"])
@@ -264,6 +306,76 @@ def test_one_cycle_peaks_at_the_base_lr_after_thirty_percent():
 def test_schedule_free_needs_its_own_optimizer():
     with pytest.raises(ValueError, match="schedule_free_optimizer"):
         build_scheduler("schedulefree", _optimizer(), 10)
+
+
+@pytest.mark.parametrize("name", ["prodigy", "dadapt-adam", "mechanic"])
+def test_a_learning_rate_free_peer_refuses_the_tasks_plain_optimizer_and_names_the_fix(name):
+    with pytest.raises(ValueError, match=rf"{name}.*got SGD.*peer_optimizer\('{name}'"):
+        build_scheduler(name, _optimizer(), 10)
+
+
+def test_linear_decays_from_the_base_lr_to_zero_at_the_budget():
+    lrs = _lrs(build_scheduler("linear", _optimizer(), 50), 50)
+    assert lrs == pytest.approx([0.1 * (1 - k / 50) for k in range(50)], rel=1e-9)
+
+
+def test_wsd_warms_up_over_five_percent_holds_then_cools_down_as_one_minus_sqrt_over_the_last_fifth():
+    scheduler = build_scheduler("wsd", _optimizer(), 100)
+    lrs = _lrs(scheduler, 100)
+    assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+    assert lrs[5:81] == pytest.approx([0.1] * 76)
+    assert lrs[80:] == pytest.approx([0.1 * (1 - math.sqrt(j / 20)) for j in range(20)])
+    scheduler.optimizer.step()
+    scheduler.step()
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-15)  # zero at the budget
+
+
+def _net_optimizer(kind="adam", lr=1e-3):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(kind)
+    if make is None:
+        return model, torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    return model, make(model.parameters(), lr=lr, weight_decay=1e-4)
+
+
+def test_the_base_lr_grid_scales_prodigys_d_coef_and_d_adaptations_lr_at_their_lr_one_convention():
+    prodigy = peer_optimizer("prodigy", _net_optimizer()[1], "adam", lr_multiplier=10.0)
+    assert prodigy.param_groups[0]["lr"] == 1.0 and prodigy.param_groups[0]["d_coef"] == 10.0
+    assert prodigy.param_groups[0]["weight_decay"] == 1e-4
+    dadapt = peer_optimizer("dadapt-adam", _net_optimizer()[1], "adam", lr_multiplier=0.1)
+    assert dadapt.param_groups[0]["lr"] == 0.1 and dadapt.param_groups[0]["weight_decay"] == 1e-4
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
+def test_mechanic_wraps_the_tasks_own_optimizer_with_its_settings(kind):
+    _, task_optimizer = _net_optimizer(kind, lr=3e-3)
+    mechanic = peer_optimizer("mechanic", task_optimizer, kind)
+    assert isinstance(mechanic, type(task_optimizer))
+    ours, theirs = mechanic.param_groups[0], task_optimizer.param_groups[0]
+    assert {k: v for k, v in ours.items() if k != "params"} == {k: v for k, v in theirs.items() if k != "params"}
+    assert ours["params"] == theirs["params"]
+
+
+@pytest.mark.parametrize("name", OWNERS)
+def test_each_peer_that_owns_the_optimizer_trains_a_small_network(name):
+    """Each learns a separable problem from the task's Adam at LR 0.01 (Prodigy and D-Adaptation at lr = 1)."""
+    model, task_optimizer = _net_optimizer(lr=1e-2)
+    optimizer = peer_optimizer(name, task_optimizer, "adam")
+    scheduler = build_scheduler(name, optimizer, 200)
+    X = torch.randn(256, 8, generator=torch.Generator().manual_seed(1))
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    losses = []
+    for _ in range(200):
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    with evaluation_weights(optimizer):
+        final = torch.nn.functional.cross_entropy(model(X), y).item()
+    assert final < 0.5 * losses[0], (name, losses[0], final)
 
 
 def test_names_starting_with_meta_are_routed_to_the_meta_scheduler():

@@ -1,4 +1,4 @@
-"""Schedulers by name: torch's classic schedules, two peers, the seeds' adaptive schedulers and
+"""Schedulers by name: torch's classic schedules, the published peers, the seeds' adaptive schedulers and
 the learned meta-scheduler (``metalr.schedulers.registry``; ``metalr schedulers`` lists them).
 
 The scheduler classes are imported on first use (PEP 562 ``__getattr__``), so the names
@@ -12,7 +12,7 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metalr.schedulers.registry import REGISTRY, is_meta, owns_optimizer
+from metalr.schedulers.registry import REGISTRY, is_meta, owns_optimizer, peer_optimizer
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -66,8 +66,9 @@ def build_scheduler(
     """Build scheduler ``name`` for a run of ``budget`` optimizer steps.
 
     ``batch_size`` is read only by the resource-aware scheduler, ``seed`` only by the
-    randomised exploration schedule. ``schedulefree`` needs the
-    optimizer from ``schedule_free_optimizer``; names starting with "meta" load ``meta_checkpoint``.
+    randomised exploration schedule. The peers that own the optimizer (``owns_optimizer``:
+    schedulefree, prodigy, dadapt-adam, mechanic) need it from ``peer_optimizer``; names
+    starting with "meta" load ``meta_checkpoint``.
     """
     if is_meta(name):
         if meta_checkpoint is None:
@@ -116,5 +117,6 @@ __all__ = [
     "evaluation_weights",
     "hyperparameters",
     "owns_optimizer",
+    "peer_optimizer",
     "schedule_free_optimizer",
 ]

@@ -18,7 +18,8 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-WARMUP_FRACTION = 0.05  # warmup+cosine: linear warmup over this fraction of the budget
+WARMUP_FRACTION = 0.05  # warmup+cosine and WSD: linear warmup over this fraction of the budget
+COOLDOWN_FRACTION = 0.2  # WSD: the 1 - sqrt cooldown takes the last fifth of the budget (Hägele et al. 2024)
 
 
 class _Unit:
@@ -43,6 +44,35 @@ def exponential(optimizer: Optimizer, budget: int) -> LRScheduler:
 
 def cosine(optimizer: Optimizer, budget: int) -> LRScheduler:
     return CosineAnnealingLR(optimizer, T_max=budget)
+
+
+def linear(optimizer: Optimizer, budget: int) -> LRScheduler:
+    """LinearLR from the base LR down to zero at the budget: update k uses base x (1 - k / budget)."""
+    return LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=budget)
+
+
+class WarmupStableDecay:
+    """The warmup-stable-decay factor of update ``k``: (k + 1) / W over the first W = 5% of the
+    budget, then 1, then 1 - sqrt((k - s) / C) over the last C = 20%, from s = budget - C.
+
+    A picklable callable, so LambdaLR's state_dict carries it.
+    """
+
+    def __init__(self, budget: int):
+        self.warmup = max(1, round(WARMUP_FRACTION * budget))
+        self.cooldown = max(1, round(COOLDOWN_FRACTION * budget))
+        self.decay_start = budget - self.cooldown
+
+    def __call__(self, k: int) -> float:
+        if k < self.warmup:
+            return (k + 1) / self.warmup
+        if k >= self.decay_start:
+            return max(0.0, 1.0 - math.sqrt((k - self.decay_start) / self.cooldown))
+        return 1.0
+
+
+def wsd(optimizer: Optimizer, budget: int) -> LRScheduler:
+    return LambdaLR(optimizer, WarmupStableDecay(budget))
 
 
 def warmup_cosine(optimizer: Optimizer, budget: int) -> LRScheduler:
@@ -107,4 +137,6 @@ CLASSIC = {
     "plateau": plateau,
     "warmup-cosine": warmup_cosine,
     "onecycle": one_cycle,
+    "linear": linear,
+    "wsd": wsd,
 }

@@ -1,15 +1,22 @@
-"""Two published self-tuning peers: Schedule-Free AdamW and hypergradient descent."""
+"""Published self-tuning peers: Schedule-Free, Prodigy, D-Adaptation Adam and Mechanic, which
+own the optimizer, and hypergradient descent, which only sets the LR."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+import io
 import math
 from collections.abc import Callable, Iterable, Iterator
 
 import schedulefree
 import torch
+from dadaptation import DAdaptAdam
+from mechanic_pytorch import is_mechanized, mechanize
+from prodigyopt import Prodigy
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LinearLR, LRScheduler
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler
 
 from metalr.schedulers.bounded import BoundedScheduler
 
@@ -53,6 +60,132 @@ def schedule_free_warmup(optimizer: Optimizer, budget: int) -> LRScheduler:
     warmup = max(1, round(SCHEDULE_FREE_WARMUP * budget))
     # LinearLR cannot take total_iters=0; one warmup step means no warmup at all.
     return LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1))
+
+
+# --- Learning-rate-free peers: Prodigy, D-Adaptation Adam, Mechanic ----------------------------
+
+
+def _quiet() -> contextlib.AbstractContextManager:
+    # Prodigy and D-Adaptation print "Using decoupled weight decay" on every build: one line per run.
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def prodigy_optimizer(
+    params: Iterable[torch.nn.Parameter], d_coef: float = 1.0, weight_decay: float = 0.0
+) -> Optimizer:
+    """Prodigy (Mishchenko & Defazio 2024) at its documented lr = 1.
+
+    ``d_coef`` is the knob its README says to turn to force a larger or smaller estimate, so
+    the base-LR grid scales it. Weight decay is decoupled (Prodigy's default, and
+    Schedule-Free's above), which also leaves ``p.grad`` as the backward pass wrote it.
+    """
+    with _quiet():
+        return Prodigy(params, lr=1.0, d_coef=d_coef, weight_decay=weight_decay, decouple=True)
+
+
+def dadapt_adam_optimizer(
+    params: Iterable[torch.nn.Parameter], lr: float = 1.0, weight_decay: float = 0.0
+) -> Optimizer:
+    """D-Adaptation Adam (Defazio & Mishchenko 2023). Its README says to leave lr at 1 and that
+    lr scales the adapted step size directly, so the base-LR grid scales ``lr``.
+    Decoupled weight decay, as for Prodigy."""
+    with _quiet():
+        return DAdaptAdam(params, lr=lr, weight_decay=weight_decay, decouple=True)
+
+
+def mechanic_optimizer(optimizer: Optimizer) -> Optimizer:
+    """Mechanic (Cutkosky, Defazio & Mehta 2023) around ``optimizer``: the same class, parameter
+    groups and settings, whose updates Mechanic rescales by a scale it learns online.
+
+    Unlike ``mechanic_pytorch.mechanize``'s own class, its ``state_dict`` round-trips into a
+    fresh optimizer (see ``_mechanized``). Build it before any step of ``optimizer``.
+    """
+    groups = [dict(group) for group in optimizer.param_groups]
+    # defaults can hold settings the constructor does not take (AdamW's decoupled_weight_decay);
+    # the groups carry every setting anyway.
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}
+    return _mechanized(type(optimizer))(groups, **defaults)
+
+
+@functools.cache
+def _mechanized(base: type[Optimizer]) -> type[Optimizer]:
+    class Mechanized(mechanize(base)):
+        # Mechanic keeps each parameter's reference point in optimizer.state["_mechanic"][param],
+        # keyed by the parameter tensor itself: a saved state would key a resumed run's lookups
+        # by tensors that no longer exist. Keyed by position here, as torch keys its own state.
+        def state_dict(self) -> dict:
+            state = super().state_dict()
+            mechanic = state["state"].get("_mechanic")
+            if mechanic is not None:
+                position = {id(p): i for i, p in enumerate(_parameters(self))}
+                mechanic = {position[id(k)] if isinstance(k, torch.Tensor) else k: v for k, v in mechanic.items()}
+                state["state"] = {**state["state"], "_mechanic": mechanic}
+            return state
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            super().load_state_dict(state_dict)
+            mechanic = self.state.get("_mechanic")
+            if mechanic is not None:
+                params = _parameters(self)
+                self.state["_mechanic"] = {k: v for k, v in mechanic.items() if not isinstance(k, int)} | {
+                    params[k]: {name: t.to(params[k]) for name, t in v.items()}
+                    for k, v in mechanic.items()
+                    if isinstance(k, int)
+                }
+
+    Mechanized.__name__ = Mechanized.__qualname__ = f"Mechanic{base.__name__}"
+    return Mechanized
+
+
+# The peers that replace the task's optimizer: how each is built from the task's (its
+# parameters, LR and weight decay, the task's optimizer kind and the base-LR multiplier of
+# the grid), and how a scheduler recognises it.
+def _parameters(optimizer: Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _settings(optimizer: Optimizer) -> tuple[list[torch.Tensor], float, float]:
+    group = optimizer.param_groups[0]
+    return _parameters(optimizer), group["lr"], group["weight_decay"]
+
+
+def replace_with_schedule_free(optimizer: Optimizer, kind: str, lr_multiplier: float) -> Optimizer:
+    params, lr, weight_decay = _settings(optimizer)
+    return schedule_free_optimizer(kind, params, lr, weight_decay)  # the grid scales the task's LR itself
+
+
+def replace_with_prodigy(optimizer: Optimizer, kind: str, lr_multiplier: float) -> Optimizer:
+    params, _, weight_decay = _settings(optimizer)
+    return prodigy_optimizer(params, d_coef=lr_multiplier, weight_decay=weight_decay)
+
+
+def replace_with_dadapt_adam(optimizer: Optimizer, kind: str, lr_multiplier: float) -> Optimizer:
+    params, _, weight_decay = _settings(optimizer)
+    return dadapt_adam_optimizer(params, lr=lr_multiplier, weight_decay=weight_decay)
+
+
+def replace_with_mechanic(optimizer: Optimizer, kind: str, lr_multiplier: float) -> Optimizer:
+    return mechanic_optimizer(optimizer)  # wraps the task's own optimizer at the grid's LR
+
+
+_RECOGNISE: dict[str, tuple[Callable[[Optimizer], bool], str]] = {
+    "prodigy": (lambda o: isinstance(o, Prodigy), "a Prodigy optimizer (prodigy_optimizer)"),
+    "dadapt-adam": (lambda o: isinstance(o, DAdaptAdam), "a D-Adaptation Adam optimizer (dadapt_adam_optimizer)"),
+    "mechanic": (is_mechanized, "a Mechanic-wrapped optimizer (mechanic_optimizer)"),
+}
+
+
+def owned_cosine(name: str, optimizer: Optimizer, budget: int) -> LRScheduler:
+    """CosineAnnealingLR over the budget on the lr of peer ``name``'s own optimizer: the schedule
+    Prodigy's README recommends, D-Adaptation's says to keep, and Mechanic's paper runs under."""
+    recognise, needs = _RECOGNISE[name]
+    if not recognise(optimizer):
+        raise ValueError(
+            f"the {name!r} scheduler needs {needs}, got {type(optimizer).__name__}: build it with "
+            f"metalr.schedulers.peer_optimizer({name!r}, optimizer, kind)"
+        )
+    return CosineAnnealingLR(optimizer, T_max=budget)
 
 
 @contextlib.contextmanager

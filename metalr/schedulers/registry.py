@@ -23,7 +23,9 @@ class Entry:
     kind: str  # classic | peer | adaptive | meta
     description: str
     build: Callable[[Optimizer, int, int, int], LRScheduler] | None  # (optimizer, budget, batch_size, seed)
-    own_optimizer: bool = False  # the run swaps the task's optimizer for this scheduler's
+    # For a peer that owns the optimizer: the optimizer the run trains with in place of the task's,
+    # from (the task's optimizer, its kind, the base-LR multiplier of the grid).
+    optimizer: Callable[[Optimizer, str, float], Optimizer] | None = None
 
 
 def _lazy(path: str) -> Any:
@@ -41,6 +43,20 @@ def _classic(name: str, description: str) -> Entry:
     )
 
 
+def _replace(path: str) -> Callable[[Optimizer, str, float], Optimizer]:
+    return lambda optimizer, kind, lr_multiplier: _lazy(path)(optimizer, kind, lr_multiplier)
+
+
+def _owner(name: str, description: str, replace: str) -> Entry:
+    return Entry(
+        name,
+        "peer",
+        description,
+        lambda optimizer, budget, batch_size, seed: _lazy("peers.owned_cosine")(name, optimizer, budget),
+        optimizer=_replace(replace),
+    )
+
+
 def _adaptive(name: str, description: str, cls: str, kind: str = "adaptive") -> Entry:
     return Entry(name, kind, description, lambda optimizer, budget, batch_size, seed: _lazy(cls)(optimizer))
 
@@ -55,12 +71,29 @@ REGISTRY: dict[str, Entry] = {
         _classic("plateau", "ReduceLROnPlateau on validation loss: x0.1 after 2 evaluations without 1% gain"),
         _classic("warmup-cosine", "SequentialLR: LinearLR warmup over 5% of the budget, then cosine"),
         _classic("onecycle", "OneCycleLR peaking at the base LR after 30% of the budget"),
+        _classic("linear", "LinearLR from the base LR down to 0 at the budget (linear decay to zero)"),
+        _classic("wsd", "warmup-stable-decay (LambdaLR): 5% linear warmup, constant, 1-sqrt cooldown in the last 20%"),
         Entry(
             "schedulefree",
             "peer",
-            "Schedule-Free AdamW/SGD (schedulefree package), 5% linear warmup, then no schedule",
+            "owns the optimizer: Schedule-Free AdamW/SGD (schedulefree), 5% linear warmup, then no schedule",
             lambda optimizer, budget, batch_size, seed: _lazy("peers.schedule_free_warmup")(optimizer, budget),
-            own_optimizer=True,
+            optimizer=_replace("peers.replace_with_schedule_free"),
+        ),
+        _owner(
+            "prodigy",
+            "owns the optimizer: Prodigy (prodigyopt) at lr 1 with cosine; the base-LR grid scales d_coef",
+            "peers.replace_with_prodigy",
+        ),
+        _owner(
+            "dadapt-adam",
+            "owns the optimizer: D-Adaptation Adam (dadaptation) at lr 1 with cosine; the base-LR grid scales lr",
+            "peers.replace_with_dadapt_adam",
+        ),
+        _owner(
+            "mechanic",
+            "owns the optimizer: Mechanic (mechanic-pytorch) wrapping the task's optimizer, cosine on its LR",
+            "peers.replace_with_mechanic",
         ),
         _adaptive(
             "hypergradient",
@@ -110,4 +143,14 @@ def is_meta(name: str) -> bool:
 
 def owns_optimizer(name: str) -> bool:
     entry = REGISTRY.get(name)
-    return entry is not None and entry.own_optimizer
+    return entry is not None and entry.optimizer is not None
+
+
+def peer_optimizer(name: str, optimizer: Optimizer, kind: str, lr_multiplier: float = 1.0) -> Optimizer:
+    """The optimizer peer ``name`` trains with in place of ``optimizer`` (the task's, of ``kind``
+    adam | adamw | sgd, not yet stepped); ``lr_multiplier`` is the base-LR grid's point, which
+    Prodigy applies to d_coef and D-Adaptation to lr. Every other scheduler keeps ``optimizer``."""
+    entry = REGISTRY.get(name)
+    if entry is None or entry.optimizer is None:
+        return optimizer
+    return entry.optimizer(optimizer, kind, lr_multiplier)
