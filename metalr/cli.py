@@ -1,6 +1,7 @@
 """The ``metalr`` command: every pipeline step, runnable and debuggable outside Snakemake.
 
-Paths default to the standard results layout (``metalr.paths.ResultsLayout``), so
+Paths default to the standard results layout (``metalr.paths.ResultsLayout``) under the
+config's ``results:`` folder, so
 ``metalr train-runs --config config/config.yaml --phase collect --task digits-mlp`` writes
 exactly what the Snakemake rule would.
 """
@@ -164,7 +165,7 @@ def _phase(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/config.yaml", help="pipeline config YAML (default: %(default)s)")
-    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    parser.add_argument("--results", help="results directory (default: the config's `results:` setting)")
     # The same two options are accepted after the subcommand too (``metalr tasks --config FILE``).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="pipeline config YAML")
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_parser("plot", help="draw the per-task curves, the LR-schedule gallery and the performance profiles")
     p.set_defaults(func=_cmd_plot)
     p = add_parser("inspect", help="summarise any results Parquet file or folder (no config needed)")
-    p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories")
+    p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories (or results/<name>/...)")
     p.set_defaults(func=_cmd_inspect, needs_config=False)
     return parser
 
@@ -216,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config) if getattr(args, "needs_config", True) else None
-        args.func(args, config, ResultsLayout(args.results))
+        args.func(args, config, ResultsLayout(args.results or (config.results if config else "results")))
     except user_errors() as err:
         print(message(err), file=sys.stderr)
         return 2

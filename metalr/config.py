@@ -7,6 +7,7 @@ adds the cross-field checks a schema cannot express.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -26,6 +27,11 @@ from metalr.tasks.registry import (
 )
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# The embedded default: what `snakemake` runs with no config, and what every other config overlays.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+# Together these declare a config's task catalogue. A config (or --config) that gives any of
+# them replaces all three, so it never inherits tasks, families or datasets it did not declare.
+CATALOGUE_KEYS = ("tasks", "families", "datasets")
 PHASES = ("collect", "metaval", "eval")
 PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
 DATA_FIELDS = ("subset", "label_noise")
@@ -236,6 +242,7 @@ class PipelineConfig:
     checkpoint_min_interval_s: float
     gpu_per_job: int
     threads: int
+    results: str
     tasks: dict[str, TaskSpec]
     dataset_specs: dict[str, DatasetSpec]
     meta_train: tuple[str, ...]
@@ -353,6 +360,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
         checkpoint_min_interval_s=raw["checkpoint_min_interval_s"],
         gpu_per_job=raw["resources"]["gpu"],
         threads=raw["resources"]["threads"],
+        results=raw["results"],
         tasks=tasks,
         dataset_specs=dataset_specs,
         meta_train=tuple(splits["meta_train"]),
@@ -510,7 +518,31 @@ def _check_splits(config: PipelineConfig) -> None:
             )
 
 
-def load_config(path: str | Path) -> PipelineConfig:
+def overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, as Snakemake merges --configfile and --config.
+
+    Mappings merge key by key and anything else, lists included, is replaced. The task
+    catalogue (CATALOGUE_KEYS) is the exception: an override that gives any of its keys
+    replaces all of them. Neither argument is modified.
+    """
+    merged = copy.deepcopy(base)
+    if any(key in override for key in CATALOGUE_KEYS):
+        for key in CATALOGUE_KEYS:
+            merged.pop(key, None)
+    return _merge(merged, override)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's own mapping, not yet overlaid or validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
@@ -520,4 +552,45 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-    return parse_config(raw)
+    return raw
+
+
+def with_default(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` overlaid on the embedded default (config/config.yaml): what the pipeline runs.
+
+    Text where the schema wants a number, boolean or list is read as YAML first: Snakemake
+    hands nested ``--config`` values over as text (``evaluate='{seeds: 3}'`` gives ``'3'``).
+    """
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    return overlay(read_config_file(DEFAULT_CONFIG_PATH), _typed(raw, schema, schema))
+
+
+def _typed(value: Any, node: dict[str, Any], schema: dict[str, Any]) -> Any:
+    while "$ref" in node:
+        ref = node["$ref"].removeprefix("#/").split("/")
+        target = functools.reduce(lambda n, key: n[key], ref, schema)
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if isinstance(value, dict):
+        extra = node.get("additionalProperties")
+        fallback = extra if isinstance(extra, dict) else {}
+        return {k: _typed(v, node.get("properties", {}).get(k, fallback), schema) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v, node.get("items", {}), schema) for v in value]
+    types = node.get("type", [])
+    if isinstance(value, str) and types and "string" not in types:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e-3 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return _typed(parsed, node, schema)
+    return value
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """The config file at ``path`` overlaid on the embedded default, as ``snakemake --configfile`` reads it."""
+    return parse_config(with_default(read_config_file(path)))

@@ -58,9 +58,13 @@ def snakemake_exe() -> str:
     return found
 
 
-def snakemake_cmd(configfile: Path, *args: str) -> list[str]:
-    """The real snakemake binary on this repository's Snakefile, from any working directory."""
-    return [snakemake_exe(), "-s", str(REPO / "Snakefile"), "--configfile", str(configfile), *args]
+def snakemake_cmd(configfile: Path | None, *args: str) -> list[str]:
+    """The real snakemake binary on this repository's Snakefile, from any working directory.
+
+    ``configfile=None`` runs the embedded default.
+    """
+    config = ["--configfile", str(configfile)] if configfile is not None else []
+    return [snakemake_exe(), "-s", str(REPO / "Snakefile"), *config, *args]
 
 
 def run_smoke_pipeline(
