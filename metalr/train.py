@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
@@ -16,6 +15,7 @@ import torch
 
 from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
+from metalr.divergence import DivergenceMonitor
 from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
 from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
@@ -196,7 +196,8 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
     )
     epochs_per_step = task.batch_size / n_train
     rows, first_loss, last_val, change_reason = loop.rows, loop.first_loss, loop.last_val, loop.change_reason
-    status = "ok"
+    status, diverged_reason = "ok", None
+    divergence = DivergenceMonitor.replay(rows, spec.divergence_factor, spec.loss_ema_beta)
     snapshot_steps, snapshots = frozenset(spec.snapshot_steps), loop.snapshots
     model.train()
     for step in range(loop.step + 1, task.budget_steps + 1):
@@ -222,7 +223,8 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
         }
         for hook in after_backward:
             row.update(hook(ctx))
-        if not math.isfinite(loss_value) or loss_value > spec.divergence_factor * first_loss:
+        diverged_reason = divergence.train_loss(loss_value)
+        if diverged_reason is not None:
             status = "diverged"
             row["res_step_time_s"] = time.perf_counter() - tick
             rows.append(row)
@@ -233,6 +235,12 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
             row.update(hook(ctx))
         if row.get("val_loss") is not None:
             last_val = row
+            diverged_reason = divergence.val_loss(row["val_loss"])
+            if diverged_reason is not None:
+                status = "diverged"
+                row["res_step_time_s"] = time.perf_counter() - tick
+                rows.append(row)
+                break
         if observe is not None:
             observe(row)
         scheduler.step()
@@ -258,6 +266,7 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
         **run_identity(spec, data),
         "scheduler_params": json.dumps(scheduler_params(scheduler), sort_keys=True),
         "status": status,
+        "diverged_reason": diverged_reason,
         "steps_done": len(rows),
         "final_train_loss": rows[-1].get("loss_ema") if rows else None,
         "final_val_loss": last_val.get("val_loss") if ok else None,

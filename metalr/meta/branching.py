@@ -21,6 +21,7 @@ import polars as pl
 import torch
 
 from metalr.config import BranchConfig, stable_hash
+from metalr.divergence import DivergenceMonitor
 from metalr.meta.inputs import MAX_LOG_MULT, cosine_factor, decision_interval
 
 
@@ -80,15 +81,16 @@ def continue_from(spec, info, splits, snapshot: dict, multiplier: float, hold: i
     optimizer.load_state_dict(snapshot["optimizer"])
     batches = BatchLoader(splits["train"], info, task.batch_size, fork_seed)
     start, budget = snapshot["step"], task.budget_steps
-    lr0, limit = snapshot["next_lr"] * multiplier, spec.divergence_factor * snapshot["first_loss"]
+    lr0 = snapshot["next_lr"] * multiplier
+    # The run's own rule, against the run's first loss.
+    divergence = DivergenceMonitor(spec.divergence_factor, spec.loss_ema_beta, start=snapshot["first_loss"])
     model.train()
     for step in range(start + 1, budget + 1):
         lr = fork_lr(step, start, lr0, hold, budget)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = batch_loss(model, next(batches), info)
-        value = loss.item()
-        if not math.isfinite(value) or value > limit:
+        if divergence.train_loss(loss.item()) is not None:
             return math.inf
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
