@@ -67,7 +67,8 @@ class ProbeConfig:
     noise_micro_batches: int = 4
     curvature_every: int = 25
     curvature_batch: int = 32
-    power_iters: int = 2
+    curvature_tol: float = 0.01
+    curvature_max_iters: int = 20
     hutchinson_samples: int = 1
     uncertainty_every: int | None = None  # None: at every validation
     uncertainty_examples: int = 256
