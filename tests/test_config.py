@@ -145,12 +145,12 @@ def test_bench_config_makes_aggregate_claims_on_twelve_held_out_tasks_and_ten_se
 SHIPPED = ("config.yaml", "smoke.yaml", "bench.yaml", "full.yaml", "shared-data.yaml")
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_each_shipped_config_means_the_same_overlaid_on_the_default_as_on_its_own(repo, name):
+@pytest.mark.parametrize("path", [f"config/{name}" for name in SHIPPED] + [".test/config/config.yaml"])
+def test_each_shipped_config_means_the_same_overlaid_on_the_default_as_on_its_own(repo, path):
     from metalr.config import read_config_file
 
-    own = parse_config(read_config_file(repo / "config" / name))
-    assert load_config(repo / "config" / name) == own
+    own = parse_config(read_config_file(repo / path))
+    assert load_config(repo / path) == own
 
 
 def test_a_config_that_declares_tasks_inherits_none_of_the_defaults_catalogue(raw):
