@@ -49,3 +49,15 @@ def test_default_and_bench_write_only_under_their_own_folder(tmp_path, configfil
     assert all(path.startswith(folder + "/") for path in outputs)
     others = ("results/smoke/", "results/bench/") if folder == "results" else ("results/smoke/",)
     assert not any(path.startswith(others) for path in outputs)
+
+
+def test_the_cli_writes_to_the_configs_results_folder_unless_told_otherwise(tmp_path):
+    import sys
+
+    smoke = str(REPO / "config" / "smoke.yaml")
+    base = [sys.executable, "-m", "metalr", "--config", smoke]
+    prepare = ["prepare-data", "--dataset", "wine"]
+    subprocess.run([*base, *prepare], cwd=tmp_path, check=True, timeout=600)
+    assert (tmp_path / "results" / "smoke" / "data" / "wine" / "info.json").is_file()
+    subprocess.run([*base, "--results", "mine", *prepare], cwd=tmp_path, check=True, timeout=600)
+    assert (tmp_path / "mine" / "data" / "wine" / "info.json").is_file()
