@@ -61,3 +61,21 @@ def test_the_cli_writes_to_the_configs_results_folder_unless_told_otherwise(tmp_
     assert (tmp_path / "results" / "smoke" / "data" / "wine" / "info.json").is_file()
     subprocess.run([*base, "--results", "mine", *prepare], cwd=tmp_path, check=True, timeout=600)
     assert (tmp_path / "mine" / "data" / "wine" / "info.json").is_file()
+
+
+def test_a_failed_shared_pipeline_fails_the_first_test_that_needs_it_and_skips_the_rest():
+    from conftest import SharedPipeline
+
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise AssertionError("MissingInputException: the log's last lines")
+
+    shared = SharedPipeline("smoke", broken)
+    with pytest.raises(pytest.fail.Exception, match="MissingInputException"):
+        shared.get()
+    for _ in range(3):
+        with pytest.raises(pytest.skip.Exception, match="first failing test"):
+            shared.get()
+    assert calls == [1]  # run once, never retried per test
