@@ -10,7 +10,8 @@ min_version("9.0")
 
 
 # --configfile and --config overlay the embedded default (metalr.config.overlay: mappings
-# merge, lists replace, and a config that declares tasks brings its whole task catalogue).
+# merge, lists replace, and a config that declares tasks brings its whole task catalogue
+# and its own splits).
 # The merged config is put back into `config`, so every rule script parses the same one.
 try:
     merged = with_default(config)

@@ -30,7 +30,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "co
 # The embedded default: what `snakemake` runs with no config, and what every other config overlays.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 # Together these declare a config's task catalogue. A config (or --config) that gives any of
-# them replaces all three, so it never inherits tasks, families or datasets it did not declare.
+# them replaces all three and the default's splits, which name the default's tasks: it never
+# inherits tasks, families, datasets or split entries it did not declare.
 CATALOGUE_KEYS = ("tasks", "families", "datasets")
 PHASES = ("collect", "metaval", "eval")
 PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
@@ -524,11 +525,11 @@ def overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
     Mappings merge key by key and anything else, lists included, is replaced. The task
     catalogue (CATALOGUE_KEYS) is the exception: an override that gives any of its keys
-    replaces all of them. Neither argument is modified.
+    replaces all of them and ``splits``. Neither argument is modified.
     """
     merged = copy.deepcopy(base)
     if any(key in override for key in CATALOGUE_KEYS):
-        for key in CATALOGUE_KEYS:
+        for key in (*CATALOGUE_KEYS, "splits"):
             merged.pop(key, None)
     return _merge(merged, override)
 

@@ -159,6 +159,17 @@ def test_a_config_that_declares_tasks_inherits_none_of_the_defaults_catalogue(ra
     merged = parse_config(with_default(raw))
     assert set(merged.tasks) == set(raw["tasks"])
     assert not any(t.startswith("mnist5k") for t in merged.tasks)
+    # Nor the default's split entries, which name the default's tasks.
+    del raw["splits"]["meta_val"]
+    assert parse_config(with_default(raw)).meta_val == ()
+
+
+def test_splits_alone_merge_into_the_defaults(repo):
+    from metalr.config import with_default
+
+    merged = parse_config(with_default({"splits": {"held_out": ["digits-cnn"]}}))
+    assert merged.held_out == ("digits-cnn",)
+    assert merged.meta_train == load_config(repo / "config" / "config.yaml").meta_train
 
 
 def test_config_overrides_merge_maps_replace_lists_and_read_text_as_snakemake_gives_it(repo):
