@@ -1,29 +1,27 @@
 # metalr: learn learning-rate schedules from training trajectories.
 #   snakemake --cores 2 --resources gpu=1                          # embedded default
 #   snakemake --cores 2 --resources gpu=1 --configfile config/smoke.yaml
-import os
-
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
-from metalr.config import ConfigError, parse_config
+from metalr.config import ConfigError, parse_config, with_default
 
 min_version("9.0")
 
 
-# A --configfile given on the command line replaces the embedded default rather than
-# being deep-merged into it, so a config never inherits tasks it did not declare.
-if not config:
-
-    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
-
-
-# Validated against metalr/schemas/config.schema.yaml (package data) by metalr, whose message names each
-# bad field and its allowed values (Snakemake's own validate() prints the schema instead).
+# --configfile and --config overlay the embedded default (metalr.config.overlay: mappings
+# merge, lists replace, and a config that declares tasks brings its whole task catalogue
+# and its own splits).
+# The merged config is put back into `config`, so every rule script parses the same one.
+# Validated against metalr/schemas/config.schema.yaml (package data) by metalr, whose message
+# names each bad field and its allowed values (Snakemake's own validate() prints the schema instead).
 try:
-    CONFIG = parse_config(config)
+    merged = with_default(config)
+    CONFIG = parse_config(merged)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+config.clear()
+config.update(merged)
 
 
 report: "workflow/report/workflow.rst"

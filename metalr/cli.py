@@ -1,7 +1,8 @@
 """The ``metalr`` command: every pipeline step, runnable and debuggable outside Snakemake.
 
-Paths default to the standard results layout (``metalr.paths.ResultsLayout``), so
-``metalr train-runs --config config/config.yaml --phase collect --task digits-mlp`` writes
+Paths default to the standard results layout (``metalr.paths.ResultsLayout``) under the
+config's ``results:`` folder, so
+``metalr train-runs --config config/config.yaml --phase collect --task digits-mlp-00`` writes
 exactly what the Snakemake rule would.
 
 torch, polars and the pipeline are imported inside the subcommands that use them, so that
@@ -12,14 +13,13 @@ well under a second (tests/test_cli.py times them).
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metalr import __version__
-from metalr.config import PipelineConfig, load_config
+from metalr.config import PipelineConfig, default_config_path, load_config
 from metalr.paths import ResultsLayout
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -284,7 +284,7 @@ def default_config() -> str:
     """config/config.yaml in a checkout; the copy shipped in the package elsewhere (a wheel install)."""
     if Path(DEFAULT_CONFIG).is_file():
         return DEFAULT_CONFIG
-    return str(importlib.resources.files("metalr") / "configs" / "config.yaml")
+    return str(default_config_path())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"pipeline config YAML (default: {DEFAULT_CONFIG}, or the shipped one outside a checkout)",
     )
-    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    parser.add_argument("--results", help="results directory (default: the config's `results:` setting)")
     # The same two options are accepted after the subcommand too (``metalr tasks --config FILE``).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help="pipeline config YAML")
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parser("summarize", _cmd_summarize)
     add_parser("plot", _cmd_plot)
     p = add_parser("inspect", _cmd_inspect, needs_config=False)
-    p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories")
+    p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories (or results/<name>/...)")
     return parser
 
 
@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         config = load_config(args.config or default_config()) if args.needs_config else None
-        args.func(args, config, ResultsLayout(args.results))
+        args.func(args, config, ResultsLayout(args.results or (config.results if config else "results")))
     except user_errors() as err:
         print(message(err), file=sys.stderr)
         return 2

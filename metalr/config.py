@@ -32,6 +32,10 @@ from metalr.tasks.registry import (
 )
 
 SCHEMA_RESOURCE = importlib.resources.files("metalr.schemas") / "config.schema.yaml"
+# Together these declare a config's task catalogue. A config (or --config) that gives any of
+# them replaces all three and the default's splits, which name the default's tasks: it never
+# inherits tasks, families, datasets or split entries it did not declare.
+CATALOGUE_KEYS = ("tasks", "families", "datasets")
 PHASES = ("collect", "metaval", "eval")
 PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
 DATA_FIELDS = ("subset", "label_noise")
@@ -67,7 +71,8 @@ class ProbeConfig:
     noise_micro_batches: int = 4
     curvature_every: int = 25
     curvature_batch: int = 32
-    power_iters: int = 2
+    curvature_tol: float = 0.01
+    curvature_max_iters: int = 20
     hutchinson_samples: int = 1
     uncertainty_every: int | None = None  # None: at every validation
     uncertainty_examples: int = 256
@@ -242,6 +247,7 @@ class PipelineConfig:
     checkpoint_min_interval_s: float
     gpu_per_job: int
     threads: int
+    results: str
     tasks: dict[str, TaskSpec]
     dataset_specs: dict[str, DatasetSpec]
     meta_train: tuple[str, ...]
@@ -401,6 +407,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
         checkpoint_min_interval_s=raw["checkpoint_min_interval_s"],
         gpu_per_job=raw["resources"]["gpu"],
         threads=raw["resources"]["threads"],
+        results=raw["results"],
         tasks=tasks,
         dataset_specs=dataset_specs,
         meta_train=tuple(splits["meta_train"]),
@@ -558,7 +565,31 @@ def _check_splits(config: PipelineConfig) -> None:
             )
 
 
-def load_config(path: str | Path) -> PipelineConfig:
+def overlay(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, as Snakemake merges --configfile and --config.
+
+    Mappings merge key by key and anything else, lists included, is replaced. The task
+    catalogue (CATALOGUE_KEYS) is the exception: an override that gives any of its keys
+    replaces all of them and ``splits``. Neither argument is modified.
+    """
+    merged = copy.deepcopy(base)
+    if any(key in override for key in CATALOGUE_KEYS):
+        for key in (*CATALOGUE_KEYS, "splits"):
+            merged.pop(key, None)
+    return _merge(merged, override)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's own mapping, not yet overlaid or validated."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
@@ -568,4 +599,53 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-    return parse_config(raw)
+    return raw
+
+
+def with_default(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` overlaid on the embedded default (config/config.yaml): what the pipeline runs.
+
+    Text where the schema wants a number, boolean or list is read as YAML first: Snakemake
+    hands nested ``--config`` values over as text (``evaluate='{seeds: 3}'`` gives ``'3'``).
+    """
+    schema = config_schema()
+    return overlay(read_config_file(default_config_path()), _typed(raw, schema, schema))
+
+
+def default_config_path() -> Path:
+    """The embedded default, what every other config overlays: config/config.yaml of the checkout,
+    or the copy a wheel install ships as package data."""
+    checkout = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+    shipped = importlib.resources.files("metalr") / "configs" / "config.yaml"
+    return checkout if checkout.is_file() else Path(str(shipped))
+
+
+def _typed(value: Any, node: dict[str, Any], schema: dict[str, Any]) -> Any:
+    while "$ref" in node:
+        ref = node["$ref"].removeprefix("#/").split("/")
+        target = functools.reduce(lambda n, key: n[key], ref, schema)
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if isinstance(value, dict):
+        extra = node.get("additionalProperties")
+        fallback = extra if isinstance(extra, dict) else {}
+        return {k: _typed(v, node.get("properties", {}).get(k, fallback), schema) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v, node.get("items", {}), schema) for v in value]
+    types = node.get("type", [])
+    if isinstance(value, str) and types and "string" not in types:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e-3 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return _typed(parsed, node, schema)
+    return value
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """The config file at ``path`` overlaid on the embedded default, as ``snakemake --configfile`` reads it."""
+    return parse_config(with_default(read_config_file(path)))

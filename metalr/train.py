@@ -15,6 +15,7 @@ import torch
 
 from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
+from metalr.divergence import DivergenceMonitor
 from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
 from metalr.features.basic import LossProbe
 from metalr.features.uncertainty import UncertaintyProbe
@@ -193,7 +194,13 @@ def run_loop(
     )
     epochs_per_step = task.batch_size / n_train
     rows, first_loss, last_val, change_reason = loop.rows, loop.first_loss, loop.last_val, loop.change_reason
-    status = OK
+    status, diverged_reason = OK, None
+    # A fork is judged by its run's own rule, against the run's first loss.
+    divergence = (
+        DivergenceMonitor.replay(rows, spec.divergence_factor, spec.loss_ema_beta)
+        if fork is None
+        else DivergenceMonitor(spec.divergence_factor, spec.loss_ema_beta, start=fork.snapshot["first_loss"])
+    )
     snapshot_steps, snapshots = frozenset(spec.snapshot_steps if fork is None else ()), loop.snapshots
     model.train()
     for step in range(loop.step + 1, task.budget_steps + 1):
@@ -219,7 +226,8 @@ def run_loop(
         }
         for hook in after_backward:
             row.update(hook(ctx))
-        if not math.isfinite(loss_value) or loss_value > spec.divergence_factor * first_loss:
+        diverged_reason = divergence.train_loss(loss_value)
+        if diverged_reason is not None:
             status = DIVERGED
             row["res_step_time_s"] = time.perf_counter() - tick
             rows.append(row)
@@ -230,6 +238,12 @@ def run_loop(
             row.update(hook(ctx))
         if row.get("val_loss") is not None:
             last_val = row
+            diverged_reason = divergence.val_loss(row["val_loss"])
+            if diverged_reason is not None:
+                status = DIVERGED
+                row["res_step_time_s"] = time.perf_counter() - tick
+                rows.append(row)
+                break
         if observe is not None:
             observe(row)
         scheduler.step()
@@ -258,6 +272,7 @@ def run_loop(
         **run_identity(spec, data),
         "scheduler_params": json.dumps(hyperparameters(scheduler), sort_keys=True),
         "status": status,
+        "diverged_reason": diverged_reason,
         "steps_done": len(rows),
         "final_train_loss": rows[-1].get("loss_ema") if rows else None,
         "final_val_loss": last_val.get("val_loss") if ok else None,

@@ -52,6 +52,7 @@ RUNS_SCHEMA = pa.schema(
         "scheduler_params": pa.string(),
         "seed": pa.int32(),
         "status": pa.string(),
+        "diverged_reason": pa.string(),  # metalr.divergence.REASONS; null unless status is diverged
         "error": pa.string(),
         "steps_done": pa.int32(),
         "final_train_loss": pa.float64(),

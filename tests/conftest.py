@@ -13,6 +13,12 @@ from metalr.config import ModelSpec, TaskSpec, load_config
 from metalr.tasks import prepare_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests' own smoke config (snakemake-workflows convention): self-contained, built-in
+# data only, results in results/ under the working directory.
+TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+# A guard against a hung pipeline, not a speed test: the smoke pipeline takes ~1 min on a
+# quiet 2-core machine and several times that beside other work.
+PIPELINE_TIMEOUT_S = 1800
 
 
 # The rules that train or fit, and so request the `gpu` resource.
@@ -37,7 +43,7 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_config():
-    return load_config(REPO / "config" / "smoke.yaml")
+    return load_config(TEST_CONFIG)
 
 
 @pytest.fixture(scope="session")
@@ -58,36 +64,80 @@ def snakemake_exe() -> str:
     return found
 
 
-def snakemake_cmd(configfile: Path, *args: str) -> list[str]:
-    """The real snakemake binary on this repository's Snakefile, from any working directory."""
-    return [snakemake_exe(), "-s", str(REPO / "Snakefile"), "--configfile", str(configfile), *args]
+def snakemake_cmd(configfile: Path | None, *args: str) -> list[str]:
+    """The real snakemake binary on this repository's Snakefile, from any working directory.
+
+    ``configfile=None`` runs the embedded default.
+    """
+    config = ["--configfile", str(configfile)] if configfile is not None else []
+    return [snakemake_exe(), "-s", str(REPO / "Snakefile"), *config, *args]
 
 
 def run_smoke_pipeline(
-    workdir: Path, *args: str, env: dict[str, str] | None = None, configfile: Path = REPO / "config" / "smoke.yaml"
+    workdir: Path, *args: str, env: dict[str, str] | None = None, configfile: Path = TEST_CONFIG
 ) -> Path:
-    """The real snakemake on ``configfile`` (default: the smoke config) in ``workdir``; returns the results folder."""
+    """The real snakemake on ``configfile`` (default: the test config) in ``workdir``; returns its results folder."""
     cmd = snakemake_cmd(configfile, "--cores", "2", *args)
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT_S, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir / "results"
+    return workdir / load_config(configfile).results
+
+
+class SharedPipeline:
+    """One pipeline run for the whole session, its failure reported once.
+
+    The first test that needs a failed run fails with the pipeline's output; every later
+    one is skipped with a pointer to it, instead of repeating the same error dozens of times.
+    """
+
+    def __init__(self, name: str, run):
+        self.name, self._run = name, run
+        self._result = self._error = None
+        self._done = self._reported = False
+
+    def get(self):
+        if not self._done:
+            self._done = True
+            try:
+                self._result = self._run()
+            except (AssertionError, subprocess.TimeoutExpired) as err:
+                self._error = f"the shared {self.name} pipeline failed:\n{err}"
+        if self._error is None:
+            return self._result
+        if self._reported:
+            pytest.skip(f"the shared {self.name} pipeline failed; its output is in the first failing test")
+        self._reported = True
+        pytest.fail(self._error, pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """config/smoke.yaml through the real Snakemake, as README says: one GPU slot."""
-    results = run_smoke_pipeline(tmp_path_factory.mktemp("smoke"), "--resources", "gpu=1")
-    return results, load_config(REPO / "config" / "smoke.yaml")
+def _smoke(tmp_path_factory) -> SharedPipeline:
+    workdir = tmp_path_factory.mktemp("smoke")
+    return SharedPipeline("smoke", lambda: run_smoke_pipeline(workdir, "--resources", "gpu=1"))
+
+
+@pytest.fixture
+def smoke_run(_smoke):
+    """.test/config/config.yaml through the real Snakemake, as README says: one GPU slot.
+
+    Run once per session and shared by every module that only reads its results.
+    """
+    return _smoke.get(), load_config(TEST_CONFIG)
 
 
 @pytest.fixture(scope="session")
-def smoke_run_four_gpus(tmp_path_factory):
+def _smoke_four_gpus(tmp_path_factory) -> SharedPipeline:
+    workdir = tmp_path_factory.mktemp("smoke-4gpu")
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "METALR_GPU_LOCK_DIR": str(workdir / "gpu-locks")}
+    return SharedPipeline("four-GPU smoke", lambda: run_smoke_pipeline(workdir, "--resources", "gpu=4", env=env))
+
+
+@pytest.fixture
+def smoke_run_four_gpus(_smoke_four_gpus):
     """The same pipeline again, on a machine that claims four GPUs: --resources gpu=4 with
     CUDA_VISIBLE_DEVICES=0,1,2,3. Torch finds no CUDA device here, so it trains on CPU,
     but every GPU job still claims a slot from the allocator."""
-    workdir = tmp_path_factory.mktemp("smoke-4gpu")
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "METALR_GPU_LOCK_DIR": str(workdir / "gpu-locks")}
-    return run_smoke_pipeline(workdir, "--resources", "gpu=4", env=env)
+    return _smoke_four_gpus.get()
 
 
 def synthetic_eval(scores: dict[tuple[str, str, float], list[float]], budget: int = 10, val_every: int = 5):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import snakemake_cmd
+from conftest import TEST_CONFIG, snakemake_cmd
 
 from metalr.config import load_config
 from metalr.paths import ResultsLayout
@@ -20,7 +20,7 @@ from metalr.pipeline import phase_run_specs
 
 @pytest.fixture(scope="module")
 def smoke_raw(repo):
-    return yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    return yaml.safe_load((TEST_CONFIG).read_text())
 
 
 def _bad_config(raw, change) -> dict:
@@ -95,7 +95,7 @@ def test_cli_reports_a_bad_config_in_one_message(tmp_path, smoke_raw, case):
 
 
 def test_cli_lists_the_defined_tasks_for_an_unknown_task(tmp_path, repo):
-    proc = _cli(tmp_path, repo / "config" / "smoke.yaml", "train-runs", "--phase", "collect", "--task", "digits-cnn")
+    proc = _cli(tmp_path, TEST_CONFIG, "train-runs", "--phase", "collect", "--task", "digits-cnn")
     assert proc.returncode == 2
     _assert_one_clear_message(proc.stderr, ["unknown task 'digits-cnn'", "breast-cancer-mlp, digits-mlp, wine-mlp"])
 
@@ -103,7 +103,7 @@ def test_cli_lists_the_defined_tasks_for_an_unknown_task(tmp_path, repo):
 @pytest.fixture
 def prepared(tmp_path, repo):
     """The smoke config with the wine dataset carved, ready for its metaval training job."""
-    config = repo / "config" / "smoke.yaml"
+    config = TEST_CONFIG
     subprocess.run(
         [sys.executable, "-m", "metalr", "--config", str(config), "--results", str(tmp_path / "results")]
         + ["prepare-data", "--dataset", "wine"],
@@ -166,7 +166,7 @@ def test_a_failing_job_on_the_snakemake_path_logs_one_message(tmp_path, smoke_ru
     (tmp_path / layout.leakage_report()).unlink()
     target = layout.leakage_report()
     # Only this job: the collection jobs upstream are done (their temporary snapshots consumed).
-    cmd = snakemake_cmd(repo / "config" / "smoke.yaml", "--cores", "1", "--allowed-rules", "check_leakage", target)
+    cmd = snakemake_cmd(TEST_CONFIG, "--cores", "1", "--allowed-rules", "check_leakage", target)
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     log = (tmp_path / layout.log("check_leakage")).read_text()

@@ -4,10 +4,11 @@ import sys
 
 import polars as pl
 import yaml
+from conftest import TEST_CONFIG
 
 
 def test_cli_reports_a_bad_config_in_one_message_without_a_traceback(tmp_path, repo):
-    raw = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    raw = yaml.safe_load((TEST_CONFIG).read_text())
     raw["device"] = "tpu"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(raw))
@@ -20,7 +21,7 @@ def test_cli_reports_a_bad_config_in_one_message_without_a_traceback(tmp_path, r
 
 
 def test_cli_runs_a_pipeline_step_into_the_results_layout(tmp_path, repo):
-    args = [sys.executable, "-m", "metalr", "--config", str(repo / "config" / "smoke.yaml"), "--results", str(tmp_path)]
+    args = [sys.executable, "-m", "metalr", "--config", str(TEST_CONFIG), "--results", str(tmp_path)]
     subprocess.run([*args, "prepare-data", "--dataset", "wine"], check=True, capture_output=True)
     proc = subprocess.run(
         [*args, "train-runs", "--phase", "metaval", "--task", "wine-mlp"], capture_output=True, text=True, check=True
@@ -35,7 +36,7 @@ def test_cli_runs_a_pipeline_step_into_the_results_layout(tmp_path, repo):
 
 def test_cli_refuses_a_phase_that_does_not_exist(repo):
     proc = subprocess.run(
-        [sys.executable, "-m", "metalr", "--config", str(repo / "config" / "smoke.yaml"), "label", "--phase", "tune"],
+        [sys.executable, "-m", "metalr", "--config", str(TEST_CONFIG), "label", "--phase", "tune"],
         capture_output=True,
         text=True,
     )
@@ -44,7 +45,7 @@ def test_cli_refuses_a_phase_that_does_not_exist(repo):
 
 def test_tasks_lists_every_task_with_modality_sizes_parameters_and_source(repo):
     proc = subprocess.run(
-        [sys.executable, "-m", "metalr", "tasks", "--config", str(repo / "config" / "smoke.yaml"), "--sizes"],
+        [sys.executable, "-m", "metalr", "tasks", "--config", str(TEST_CONFIG), "--sizes"],
         capture_output=True,
         text=True,
         check=True,

@@ -140,3 +140,53 @@ def test_bench_config_makes_aggregate_claims_on_twelve_held_out_tasks_and_ten_se
     assert len(bench.held_out) >= 12 and bench.evaluate.seeds >= 10
     assert not is_indicative(len(bench.held_out), bench.evaluate.seeds)
     assert is_indicative(len(load_config(repo / "config" / "config.yaml").held_out), 5)
+
+
+SHIPPED = ("config.yaml", "smoke.yaml", "bench.yaml", "full.yaml", "shared-data.yaml")
+
+
+@pytest.mark.parametrize("path", [f"config/{name}" for name in SHIPPED] + [".test/config/config.yaml"])
+def test_each_shipped_config_means_the_same_overlaid_on_the_default_as_on_its_own(repo, path):
+    from metalr.config import read_config_file
+
+    own = parse_config(read_config_file(repo / path))
+    assert load_config(repo / path) == own
+
+
+def test_a_config_that_declares_tasks_inherits_none_of_the_defaults_catalogue(raw):
+    from metalr.config import with_default
+
+    merged = parse_config(with_default(raw))
+    assert set(merged.tasks) == set(raw["tasks"])
+    assert not any(t.startswith("mnist5k") for t in merged.tasks)
+    # Nor the default's split entries, which name the default's tasks.
+    del raw["splits"]["meta_val"]
+    assert parse_config(with_default(raw)).meta_val == ()
+
+
+def test_splits_alone_merge_into_the_defaults(repo):
+    from metalr.config import with_default
+
+    merged = parse_config(with_default({"splits": {"held_out": ["digits-cnn"]}}))
+    assert merged.held_out == ("digits-cnn",)
+    assert merged.meta_train == load_config(repo / "config" / "config.yaml").meta_train
+
+
+def test_config_overrides_merge_maps_replace_lists_and_read_text_as_snakemake_gives_it(repo):
+    from metalr.config import with_default
+
+    default = load_config(repo / "config" / "config.yaml")
+    # Snakemake's --config hands nested values over as text: evaluate='{seeds: 3}' -> {'seeds': '3'}
+    merged = parse_config(with_default({"evaluate": {"seeds": "3", "schedulers": ["cosine", "constant"]}}))
+    assert merged.evaluate.seeds == 3
+    assert merged.evaluate.schedulers == ("cosine", "constant")
+    assert merged.evaluate.default_lr_only == default.evaluate.default_lr_only
+    assert merged.tasks == default.tasks and merged.results == "results"
+
+
+def test_shipped_configs_write_to_separate_results_folders(repo):
+    folders = {name: load_config(repo / "config" / name).results for name in SHIPPED}
+    assert folders["config.yaml"] == "results"
+    assert len(set(folders.values())) == len(SHIPPED)
+    for name, folder in folders.items():
+        assert name == "config.yaml" or folder == f"results/{name.removesuffix('.yaml')}"

@@ -11,7 +11,7 @@ from torch import nn
 
 from metalr.config import ModelSpec, ProbeConfig
 from metalr.features import PROBE_TYPES, StepContext, isolated
-from metalr.features.curvature import hutchinson_trace, make_hvp, power_iteration
+from metalr.features.curvature import hutchinson_trace, lanczos, make_hvp
 from metalr.features.gradients import micro_batch_gradients, noise_statistics
 from metalr.features.uncertainty import confidence_and_entropy, mc_dropout_variance
 from metalr.tasks import prepare_dataset
@@ -27,11 +27,12 @@ def _quadratic():
     return a, x, 0.5 * x @ a @ x
 
 
-def test_power_iteration_finds_the_largest_magnitude_eigenvalue_of_an_indefinite_quadratic():
+def test_lanczos_finds_the_largest_magnitude_eigenvalue_of_an_indefinite_quadratic():
     a, x, loss = _quadratic()
-    eigenvalue, vector = power_iteration(make_hvp(loss, [x]), torch.ones(3, dtype=torch.float64), 200)
-    assert eigenvalue == pytest.approx(-5.0, rel=0.01)
-    torch.testing.assert_close(a @ vector, eigenvalue * vector)
+    eigen = lanczos(make_hvp(loss, [x]), torch.ones(3, dtype=torch.float64), tol=1e-6)
+    assert eigen.value == pytest.approx(-5.0, rel=1e-6)
+    assert eigen.iterations <= 3 and eigen.residual <= 1e-6
+    torch.testing.assert_close(a @ eigen.vector, eigen.value * eigen.vector)
 
 
 def test_hutchinson_trace_of_the_quadratic_is_within_its_stated_error():
@@ -60,13 +61,17 @@ def _mlp_hessian():
     return dense, make_hvp(loss, params), flat_params.numel()
 
 
-def test_power_iteration_matches_the_dense_hessian_of_a_small_mlp():
+def test_lanczos_meets_its_stated_residual_against_the_dense_hessian_of_a_small_mlp():
     dense, hvp, size = _mlp_hessian()
     eigenvalues = torch.linalg.eigvalsh(dense)
     expected = float(eigenvalues[eigenvalues.abs().argmax()])
     start = torch.randn(size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    eigenvalue, _ = power_iteration(hvp, start, 3000)
-    assert eigenvalue == pytest.approx(expected, rel=0.01)
+    eigen = lanczos(hvp, start, tol=0.01, max_iters=size)
+    assert eigen.residual <= 0.01
+    assert abs(eigen.value - expected) <= eigen.residual * abs(eigen.value)
+    # The residual is the true one, not a bookkeeping figure.
+    true_residual = float((dense @ eigen.vector - eigen.value * eigen.vector).norm()) / abs(eigen.value)
+    assert true_residual == pytest.approx(eigen.residual, rel=0.05, abs=1e-6)
 
 
 def test_hutchinson_trace_matches_the_dense_hessian_of_a_small_mlp_within_its_stated_error():

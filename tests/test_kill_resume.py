@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 import yaml
-from conftest import snakemake_cmd
+from conftest import TEST_CONFIG, snakemake_cmd
 
 from metalr.config import load_config
 from metalr.paths import ResultsLayout
@@ -25,7 +25,7 @@ TASK = "digits-mlp"
 
 @pytest.fixture
 def long_config(tmp_path, repo):
-    raw = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    raw = yaml.safe_load((TEST_CONFIG).read_text())
     raw["defaults"].update(budget_steps=BUDGET, val_every=100)
     raw["checkpoint_every"] = EVERY
     raw["checkpoint_min_interval_s"] = 0

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, TEST_CONFIG
 from PIL import Image
 
 from metalr.config import ConfigError, parse_config
@@ -222,7 +222,7 @@ def test_ctc_speech_model_loss_falls_on_the_tiny_audiofolder(tiny_audiofolder):
 
 
 def test_uncached_hub_dataset_without_network_is_one_clear_message(tmp_path, repo):
-    config = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    config = yaml.safe_load((TEST_CONFIG).read_text())
     config["datasets"] = {
         "sst2_hub": {"source": "hub", "path": "glue", "name": "sst2", "columns": {"text": "sentence", "label": "label"}}
     }
@@ -297,7 +297,7 @@ def test_a_cached_hub_dataset_loads_offline_from_the_hf_cache(tmp_path, repo):
     env = os.environ | {"HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}
     env |= {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     subprocess.run([sys.executable, "-c", FILL_HUB_CACHE], cwd=tmp_path, env=env, check=True, capture_output=True)
-    config = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    config = yaml.safe_load((TEST_CONFIG).read_text())
     config["datasets"] = {
         "tiny": {"source": "hub", "path": "tinyuser/tiny_reviews", "columns": {"text": "text", "label": "label"}}
     }

@@ -1,4 +1,4 @@
-"""The real Snakemake binary runs the whole pipeline on config/smoke.yaml in a temporary directory."""
+"""The real Snakemake binary runs the whole pipeline (.test/config/config.yaml, one shared run)."""
 
 import json
 import re
@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import polars as pl
 import yaml
-from conftest import TRAINING_RULES, run_smoke_pipeline, snakemake_exe
+from conftest import TEST_CONFIG, TRAINING_RULES, run_smoke_pipeline, snakemake_exe
 
 from metalr.meta.variants import meta_variants
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS, scan_trajectories
@@ -150,7 +150,7 @@ def test_summary_shows_every_scheduler_on_every_held_out_task_with_intervals_and
 
 def test_snakemake_report_builds_after_the_run(smoke_run, repo):
     results, _ = smoke_run
-    cmd = [snakemake_exe(), "-s", str(repo / "Snakefile"), "--configfile", str(repo / "config" / "smoke.yaml")]
+    cmd = [snakemake_exe(), "-s", str(repo / "Snakefile"), "--configfile", str(TEST_CONFIG)]
     proc = subprocess.run(
         [*cmd, "--cores", "2", "--resources", "gpu=1", "--report", "report.html"],
         cwd=results.parent,
@@ -204,7 +204,7 @@ def test_a_task_declared_only_in_yaml_on_a_local_csv_runs_through_the_pipeline(t
         },  # fmt: skip
         "splits": {"meta_train": ["mytable-mlp"], "held_out": ["mytable-wide"]},
         "collect": {"schedulers": ["constant", "explore"], "seeds": 1},
-        "evaluate": {"schedulers": ["constant", "cosine"], "seeds": 1},
+        "evaluate": {"schedulers": ["constant", "cosine"], "default_lr_only": [], "seeds": 1},
         "meta": {
             "hidden": 4,
             "epochs": 5,

@@ -7,7 +7,7 @@ import math
 import polars as pl
 import pytest
 import torch
-from conftest import REPO, run_smoke_pipeline
+from conftest import REPO, SharedPipeline, run_smoke_pipeline
 from torch import nn, optim
 from torch.optim import lr_scheduler as torch_lr
 
@@ -21,11 +21,20 @@ LEARNING_RATE_FREE = ("prodigy", "dadapt-adam", "mechanic")
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    results = run_smoke_pipeline(tmp_path_factory.mktemp("all-schedulers"), "--resources", "gpu=1", configfile=CONFIG)
-    runs = pl.read_parquet(results / "runs.parquet")
-    trajectories = scan_trajectories(results).collect()
-    return runs, trajectories.join(runs.select("run_id", "scheduler", "budget_steps", "base_lr"), on="run_id")
+def _all_schedulers(tmp_path_factory) -> SharedPipeline:
+    def run():
+        workdir = tmp_path_factory.mktemp("all-schedulers")
+        results = run_smoke_pipeline(workdir, "--resources", "gpu=1", configfile=CONFIG)
+        runs = pl.read_parquet(results / "runs.parquet")
+        trajectories = scan_trajectories(results).collect()
+        return runs, trajectories.join(runs.select("run_id", "scheduler", "budget_steps", "base_lr"), on="run_id")
+
+    return SharedPipeline("all-schedulers", run)
+
+
+@pytest.fixture
+def pipeline(_all_schedulers):
+    return _all_schedulers.get()
 
 
 def test_the_config_selects_every_registered_scheduler():

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 import torch
 import yaml
-from conftest import TRAINING_RULES, snakemake_cmd
+from conftest import TEST_CONFIG, TRAINING_RULES, snakemake_cmd
 
 from metalr.config import load_config
 from metalr.meta.variants import meta_variants
@@ -75,7 +75,7 @@ def slurm_run(tmp_path_factory, repo):
     assert shutil.which("sbatch"), "sbatch not found: start the cluster with ../shared/scripts/slurm-up.sh up"
     workdir = tmp_path_factory.mktemp("slurm")
     cmd = snakemake_cmd(
-        repo / "config" / "smoke.yaml",
+        TEST_CONFIG,
         "--profile",
         str(repo / "profiles" / "slurm"),
         # Poll a local test cluster often; the profile keeps the plugin's gentler defaults for real ones.
@@ -148,7 +148,7 @@ def _training_processes(workdir) -> list[int]:
 
 
 def test_a_killed_training_job_is_retried_by_slurm_with_more_memory_and_resumes(tmp_path, repo):
-    raw = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    raw = yaml.safe_load((TEST_CONFIG).read_text())
     raw["defaults"].update(budget_steps=BUDGET, val_every=100)
     raw["checkpoint_every"] = 50
     raw["checkpoint_min_interval_s"] = 0

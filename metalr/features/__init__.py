@@ -56,7 +56,12 @@ def build_probes(cfg: ProbeConfig, budget: int, val_every: int, loss_ema_beta: f
         GradientNoiseProbe(cfg.noise_every, cfg.noise_micro_batches, seed=probe_seed),
         OptimizerStateProbe(cfg.optimizer_every),
         CurvatureProbe(
-            cfg.curvature_every, cfg.curvature_batch, cfg.power_iters, cfg.hutchinson_samples, seed=probe_seed + 1
+            cfg.curvature_every,
+            cfg.curvature_batch,
+            cfg.curvature_tol,
+            cfg.curvature_max_iters,
+            cfg.hutchinson_samples,
+            seed=probe_seed + 1,
         ),
         UncertaintyProbe(
             cfg.uncertainty_every or val_every, cfg.uncertainty_examples, cfg.mc_passes, seed=probe_seed + 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pyarrow as pa
 import torch
@@ -32,22 +33,51 @@ def make_hvp(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> HVP:
     return hvp
 
 
-def power_iteration(hvp: HVP, start: torch.Tensor, iterations: int) -> tuple[float, torch.Tensor]:
-    """Largest-magnitude eigenvalue (signed, as a Rayleigh quotient) and its vector.
+@dataclass(frozen=True)
+class Eigen:
+    """A Ritz pair and how far it can be trusted.
 
-    Each iteration costs one HVP. Warm-start from the previous vector to converge across
-    calls with only a couple of iterations each.
+    ``residual`` is ‖Hv − λv‖ / |λ|: some eigenvalue of H lies within ``residual`` × |λ| of λ.
     """
-    vector = start / start.norm()
-    eigenvalue = 0.0
-    for _ in range(iterations):
-        product = hvp(vector)
-        eigenvalue = float(vector @ product)
-        norm = product.norm()
-        if not torch.isfinite(norm) or norm == 0:
+
+    value: float
+    vector: torch.Tensor
+    residual: float
+    iterations: int
+
+
+def lanczos(hvp: HVP, start: torch.Tensor, tol: float = 0.01, max_iters: int = 20) -> Eigen:
+    """The largest-magnitude eigenvalue (signed) of the symmetric operator ``hvp``, by Lanczos.
+
+    Stops as soon as the Ritz residual bound |β_k s_k| falls to ``tol`` × |λ|, or after
+    ``max_iters`` HVPs. Warm-started from the previous probe's vector, one or two HVPs
+    usually meet 1%. Full reorthogonalisation keeps the basis orthogonal in float32; the
+    basis holds up to ``max_iters`` vectors of the parameters' size.
+    """
+    basis = [start / start.norm()]
+    alphas: list[float] = []
+    betas: list[float] = []
+    for k in range(max_iters):
+        w = hvp(basis[-1])
+        alphas.append(float(basis[-1] @ w))
+        stacked = torch.stack(basis)
+        for _ in range(2):  # twice is enough (Kahan-Parlett)
+            w = w - stacked.T @ (stacked @ w)
+        beta = float(w.norm())
+        tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if k:
+            off = torch.tensor(betas, dtype=torch.float64)
+            tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
+        values, vectors = torch.linalg.eigh(tridiagonal)
+        top = int(values.abs().argmax())
+        value, s = float(values[top]), vectors[:, top]
+        residual = abs(beta * float(s[-1])) / abs(value) if value else math.inf
+        if not math.isfinite(value) or residual <= tol or beta <= 1e-12 * max(abs(value), 1.0):
             break
-        vector = product / norm
-    return eigenvalue, vector
+        basis.append(w / beta)
+        betas.append(beta)
+    vector = torch.stack(basis[: len(alphas)]).T @ s.to(stacked)
+    return Eigen(value, vector / vector.norm(), residual, len(alphas))
 
 
 def hutchinson_trace(hvp: HVP, like: torch.Tensor, samples: int, generator: torch.Generator) -> tuple[float, float]:
@@ -68,26 +98,35 @@ def hutchinson_trace(hvp: HVP, like: torch.Tensor, samples: int, generator: torc
 
 
 class CurvatureProbe(Probe):
-    """λ_max by warm-started power iteration and the Hutchinson trace, on a sub-batch.
+    """λ_max by warm-started Lanczos to a stated tolerance, and the Hutchinson trace, on a sub-batch.
 
-    ``curv_lambda_max`` is the largest-magnitude Hessian eigenvalue estimate (``power_iters``
-    HVPs per probe, warm-started), ``curv_trace`` the Hutchinson trace estimate
+    ``curv_lambda_max`` is the largest-magnitude Hessian eigenvalue (signed), iterated until
+    its relative residual ``curv_lambda_residual`` is at most ``tol`` or ``max_iters`` HVPs
+    were spent (``curv_lambda_iters``); ``curv_trace`` the Hutchinson trace estimate
     (``hutchinson_samples`` HVPs) and ``curv_lr_lambda`` = lr × λ_max, the edge-of-stability
     indicator (≈ 2 at the edge for SGD).
     """
 
-    columns = {"curv_lambda_max": pa.float64(), "curv_trace": pa.float64(), "curv_lr_lambda": pa.float64()}
+    columns = {
+        "curv_lambda_max": pa.float64(),
+        "curv_lambda_residual": pa.float64(),
+        "curv_lambda_iters": pa.int32(),
+        "curv_trace": pa.float64(),
+        "curv_lr_lambda": pa.float64(),
+    }
 
     def __init__(
-        self, every: int = 25, sub_batch: int = 32, power_iters: int = 2, hutchinson_samples: int = 1, seed: int = 0
+        self,
+        every: int = 25,
+        sub_batch: int = 32,
+        tol: float = 0.01,
+        max_iters: int = 20,
+        hutchinson_samples: int = 1,
+        seed: int = 0,
     ):
         super().__init__(every)
-        self.sub_batch, self.power_iters, self.hutchinson_samples, self.seed = (
-            sub_batch,
-            power_iters,
-            hutchinson_samples,
-            seed,
-        )
+        self.sub_batch, self.tol, self.max_iters = sub_batch, tol, max_iters
+        self.hutchinson_samples, self.seed = hutchinson_samples, seed
         self._vector: torch.Tensor | None = None
         self._generator = torch.Generator().manual_seed(seed)
 
@@ -100,10 +139,15 @@ class CurvatureProbe(Probe):
             size = sum(p.numel() for p in ctx.params)
             if self._vector is None:
                 self._vector = torch.randn(size, generator=self._generator).to(ctx.inputs.device)
-            eigenvalue, self._vector = power_iteration(hvp, self._vector, self.power_iters)
+            eigen = lanczos(hvp, self._vector, self.tol, self.max_iters)
+            eigenvalue = eigen.value
+            if torch.isfinite(eigen.vector).all():
+                self._vector = eigen.vector
             trace, _ = hutchinson_trace(hvp, self._vector, self.hutchinson_samples, self._generator)
         return {
             "curv_lambda_max": eigenvalue if math.isfinite(eigenvalue) else None,
+            "curv_lambda_residual": eigen.residual if math.isfinite(eigen.residual) else None,
+            "curv_lambda_iters": eigen.iterations,
             "curv_trace": trace if math.isfinite(trace) else None,
             "curv_lr_lambda": ctx.lr * eigenvalue if math.isfinite(eigenvalue) else None,
         }

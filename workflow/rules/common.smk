@@ -6,7 +6,7 @@ from metalr.paths import ResultsLayout
 from metalr.pipeline import job_threads, phase_meta_checkpoints
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
-LAYOUT = ResultsLayout("results")
+LAYOUT = ResultsLayout(CONFIG.results)
 FINAL_ROUND = CONFIG.meta.dagger_rounds
 META_VARIANTS = [v.name for v in meta_variants(CONFIG.meta)]
 # collect and metaval are round 0 of the collection; collect-r1, metaval-r1, ... the DAgger rounds.
