@@ -8,6 +8,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import torch
 from metalr import __version__
 from metalr.config import TaskSpec, stable_hash
 from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
+from metalr.features.basic import LossProbe
+from metalr.features.gradients import GradNormProbe
 from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
 from metalr.meta.branching import capture
@@ -135,6 +138,18 @@ def scheduler_params(scheduler) -> dict:
     }
 
 
+# Loss, gradient norm and validation: every scheduler, the run summary and the report read them.
+ALWAYS_ON_PROBES = (LossProbe, GradNormProbe, ValidationProbe)
+
+
+def observed_probes(probes: list[Probe], needs: Sequence[str]) -> list[Probe]:
+    """An evaluation run's probes: the always-on ones and those writing a column its scheduler
+    observes. Nothing downstream reads an evaluation run's other probe columns, and they cost up
+    to 1.8x a step; collection keeps every probe, as the meta-learner learns from them."""
+    wanted = set(needs)
+    return [p for p in probes if isinstance(p, ALWAYS_ON_PROBES) or wanted & set(p.columns)]
+
+
 def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None = None) -> RunResult:
     """Train one run; with ``checkpoints``, resume from the run's checkpoint and save one every N steps."""
     started = time.perf_counter()
@@ -160,6 +175,8 @@ def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None
     # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
     probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
     probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
+    if spec.phase == "eval":
+        probes = observed_probes(probes, getattr(scheduler, "needs", ()))
     loop = (checkpoints.restore(spec, model, optimizer, scheduler, probes) if checkpoints else None) or LoopState()
     schedule_free = is_schedule_free(optimizer)
     if schedule_free:
