@@ -135,7 +135,7 @@ def _cmd_inspect(args, config, layout) -> None:
 
 
 def _cmd_tasks(args, config, layout) -> None:
-    from metalr.pipeline import list_tasks
+    from metalr.inspection import list_tasks
 
     list_tasks(config, layout)
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import polars as pl
 
+from metalr.config import PipelineConfig
+from metalr.paths import ResultsLayout
 from metalr.trajectories import ParquetInputError
 
 GROUP_KEYS = ("framing", "phase", "task", "scheduler")
@@ -91,3 +93,40 @@ def inspect_text(path: str | Path) -> str:
         if aggregated is not None:
             parts += [f"per {' x '.join(k for k in GROUP_KEYS if k in frame.columns)}:", str(aggregated)]
     return "\n".join(parts)
+
+
+def list_tasks(config: PipelineConfig, layout: ResultsLayout, out=print) -> None:
+    """One line per task: id, role, modality, model, split sizes, parameter count, data source.
+
+    Sizes and parameter counts come from the prepared data when ``prepare_data`` has run,
+    otherwise the dataset is prepared in memory; a dataset that cannot be loaded is
+    reported on its line instead.
+    """
+    from metalr.tasks import DataError, SplitData, build_model, count_parameters, prepare_dataset
+
+    roles = {t: phase for phase in ("meta_train", "meta_val", "held_out") for t in getattr(config, phase)}
+    infos: dict[str, object] = {}
+    for name in sorted({t.dataset for t in config.tasks.values()}):
+        prepared = Path(layout.data(name)) / "info.json"
+        try:
+            if prepared.is_file():
+                infos[name] = SplitData.load_info(prepared.parent)
+            else:
+                spec = config.dataset(name)
+                infos[name] = prepare_dataset(spec, config.split_seed, config.val_fraction, config.test_fraction).info
+        except DataError as err:
+            infos[name] = str(err).splitlines()[0]
+    header = f"{'task':<24} {'role':<10} {'modality':<10} {'model':<24} {'train/val/test':<20} {'params':>11}  source"
+    out(header)
+    for task_id, task in config.tasks.items():
+        spec, info = config.dataset(task.dataset), infos[task.dataset]
+        model = f"{task.model.family} w{task.model.width} d{task.model.depth}"
+        if isinstance(info, str):
+            sizes, params = "-", "-"
+        else:
+            # The task's own training size: its subset of the training split.
+            train = max(1, round(task.subset * info.sizes["train"]))
+            sizes = "/".join(str(n) for n in (train, info.sizes["val"], info.sizes["test"]))
+            params = f"{count_parameters(build_model(task.model, info)):,}"
+        line = f"{task_id:<24} {roles.get(task_id, '-'):<10} {spec.modality:<10} {model:<24} {sizes:<20} {params:>11}"
+        out(f"{line}  {spec.describe()}" + (f"  [unavailable: {info}]" if isinstance(info, str) else ""))

@@ -414,7 +414,7 @@ def fit(
     cadences they were computed at, the normalisation and the fit.
     """
     from metalr.meta.branching import state_labels
-    from metalr.meta.checkpoint import save_checkpoint
+    from metalr.meta.checkpoint import checkpoint_metadata, save_checkpoint
     from metalr.meta.dataset import build_sequences, select_features, shuffle_across_runs
     from metalr.meta.fit import fit_meta_learner
     from metalr.meta.variants import variant
@@ -447,42 +447,9 @@ def fit(
         log(f"fit {variant_name}: hidden {point.hidden}, meta-LR {point.lr:g}: early-stop score {score:.4f}")
         fitted.append((score, point, model, report))
     _, point, model, report = min(fitted, key=lambda f: f[0])
-    probes = {config.tasks[t].probes for t in runs["task"].unique().to_list()}
     save_checkpoint(
         model.cpu(),
-        {
-            **{
-                k: v
-                for k, v in asdict(point).items()
-                if k not in ("architectures", "controls", "ablations", "search_hidden", "search_lr")
-            },
-            "searched": {
-                "hidden": [p.hidden for p in config.meta.search_points()],
-                "lr": [p.lr for p in config.meta.search_points()],
-            },
-            "variant": variant_name,
-            "role": chosen.role,
-            "about": chosen.about,
-            "arch": chosen.arch,
-            "features": list(chosen.features),
-            "shuffled_inputs": chosen.shuffled,
-            "probe_cadences": [asdict(p) for p in probes],
-            "normalisation": {
-                "mean": model.input_mean.tolist(),
-                "std": model.input_std.tolist(),
-                "fallback_z": config.meta.fallback_z,
-            },
-            "objective": (
-                "branching expert: per branch point, the LR multiplier with the lowest final validation loss "
-                "(mean over fork seeds), as an absolute log-multiplier on cosine"
-            ),
-            "label_counts": {
-                f"{m:g}": n for m, n in labels.group_by("best_multiplier").len().sort("best_multiplier").iter_rows()
-            },
-            "trained_on": runs.select("task", "task_hash").unique().sort("task").to_dicts(),
-            "trained_on_phases": sorted(runs["phase"].unique().to_list()),
-            "fit": asdict(report),
-        },
+        checkpoint_metadata(config, chosen, point, model, report, labels, runs),
         out_dir,
     )
     log(
@@ -585,40 +552,3 @@ def plot_performance_profiles(evaluation_dir: str | Path, out: str | Path) -> No
 
     report.plot_performance_profiles(Evaluation.load(evaluation_dir), out)
     log(f"performance profiles -> {out}")
-
-
-def list_tasks(config: PipelineConfig, layout, out=print) -> None:
-    """One line per task: id, role, modality, model, split sizes, parameter count, data source.
-
-    Sizes and parameter counts come from the prepared data when ``prepare_data`` has run,
-    otherwise the dataset is prepared in memory; a dataset that cannot be loaded is
-    reported on its line instead.
-    """
-    from metalr.tasks import DataError, build_model, count_parameters
-
-    roles = {t: phase for phase in ("meta_train", "meta_val", "held_out") for t in getattr(config, phase)}
-    infos: dict[str, object] = {}
-    for name in sorted({t.dataset for t in config.tasks.values()}):
-        prepared = Path(layout.data(name)) / "info.json"
-        try:
-            if prepared.is_file():
-                infos[name] = SplitData.load_info(prepared.parent)
-            else:
-                spec = config.dataset(name)
-                infos[name] = prepare_dataset(spec, config.split_seed, config.val_fraction, config.test_fraction).info
-        except DataError as err:
-            infos[name] = str(err).splitlines()[0]
-    header = f"{'task':<24} {'role':<10} {'modality':<10} {'model':<24} {'train/val/test':<20} {'params':>11}  source"
-    out(header)
-    for task_id, task in config.tasks.items():
-        spec, info = config.dataset(task.dataset), infos[task.dataset]
-        model = f"{task.model.family} w{task.model.width} d{task.model.depth}"
-        if isinstance(info, str):
-            sizes, params = "-", "-"
-        else:
-            # The task's own training size: its subset of the training split.
-            train = max(1, round(task.subset * info.sizes["train"]))
-            sizes = "/".join(str(n) for n in (train, info.sizes["val"], info.sizes["test"]))
-            params = f"{count_parameters(build_model(task.model, info)):,}"
-        line = f"{task_id:<24} {roles.get(task_id, '-'):<10} {spec.modality:<10} {model:<24} {sizes:<20} {params:>11}"
-        out(f"{line}  {spec.describe()}" + (f"  [unavailable: {info}]" if isinstance(info, str) else ""))
