@@ -61,9 +61,9 @@ class Job:
 
 
 def copy_repo(repo: Path, dest: Path) -> None:
-    files = subprocess.run(
-        ["git", "-C", str(repo), "ls-files", "-z"], check=True, capture_output=True
-    ).stdout.split(b"\0")
+    files = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], check=True, capture_output=True).stdout.split(
+        b"\0"
+    )
     for name in filter(None, files):
         src = repo / name.decode()
         if src.is_file():  # a tracked file deleted in the working tree is left out
