@@ -20,6 +20,7 @@ from metalr.config import TaskSpec, stable_hash
 from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
 from metalr.features.basic import LossProbe
 from metalr.features.gradients import GradNormProbe
+from metalr.features.resources import ResourceProbe
 from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
 from metalr.meta.branching import capture
@@ -139,13 +140,15 @@ def scheduler_params(scheduler) -> dict:
 
 
 # Loss, gradient norm and validation: every scheduler, the run summary and the report read them.
-ALWAYS_ON_PROBES = (LossProbe, GradNormProbe, ValidationProbe)
+# Resources: cheap (every resources_every steps), and the summary's overhead table reads them.
+ALWAYS_ON_PROBES = (LossProbe, GradNormProbe, ValidationProbe, ResourceProbe)
 
 
 def observed_probes(probes: list[Probe], needs: Sequence[str]) -> list[Probe]:
     """An evaluation run's probes: the always-on ones and those writing a column its scheduler
-    observes. Nothing downstream reads an evaluation run's other probe columns, and they cost up
-    to 1.8x a step; collection keeps every probe, as the meta-learner learns from them."""
+    observes. The others cost up to 1.8x a step and only the summary's uncertainty columns and
+    the curves' λ_max panel read them, which then show the schedulers that observe them;
+    collection keeps every probe, as the meta-learner learns from them."""
     wanted = set(needs)
     return [p for p in probes if isinstance(p, ALWAYS_ON_PROBES) or wanted & set(p.columns)]
 

@@ -17,10 +17,11 @@ def _computed(frame: pl.DataFrame, column: str) -> bool:
     return column in frame.columns and frame[column].drop_nulls().len() > 0
 
 
-def test_an_evaluation_run_of_a_fixed_schedule_computes_no_optional_probe(digits):
+def test_an_evaluation_run_of_a_fixed_schedule_computes_only_the_always_on_and_resource_probes(digits):
     frame = _run(digits, "eval", "cosine")
     assert not any(_computed(frame, c) for c in EXPENSIVE)
     assert _computed(frame, "loss_ema") and _computed(frame, "val_loss") and _computed(frame, "grad_norm")
+    assert _computed(frame, "res_cpu_rss_mb")  # the summary's overhead table reads it
 
 
 def test_an_evaluation_run_computes_the_probes_its_scheduler_observes_and_only_those(digits):
