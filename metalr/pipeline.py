@@ -9,12 +9,12 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
 
-from metalr.config import PipelineConfig
+from metalr.config import PipelineConfig, stable_hash
 from metalr.evaluate import check_leakage
 from metalr.io import atomic_path
 from metalr.paths import ResultsLayout
@@ -33,23 +33,16 @@ def prepare_data(config: PipelineConfig, dataset: str, out: str | Path) -> None:
     log(f"{dataset}: {data.info.sizes} ({data.info.modality}, {data.info.kind}) -> {out}")
 
 
-def phase_run_specs(
-    config: PipelineConfig, phase: str, task_id: str, meta_checkpoints: Mapping[str, str] | None = None
-):
-    """Every run of one task in one phase.
-
-    collect/metaval: the collection grid, each run at a base LR spread over 10^U(-s, s) and
-    snapshotted at the branch points. collect-rN/metaval-rN (DAgger): the meta-scheduler of
-    round N-1 on the same tasks, seeds and spread base LRs. eval: every baseline and every
-    meta-learner variant at each point of the base-LR grid (ablations at the default only).
-    """
+def _phase_plan(
+    config: PipelineConfig, phase: str, task_id: str, meta_names: Sequence[str]
+) -> list[tuple[str, int, float, tuple[int, ...]]]:
+    """(scheduler, seed, base-LR multiplier, snapshot steps) of every run of one task in one phase,
+    with ``meta_names`` the fitted meta-learners the phase runs. Cheap: no RunSpec, no torch."""
     from metalr.config import phase_round
     from metalr.meta.branching import branch_steps
     from metalr.meta.variants import meta_variants
-    from metalr.schedulers import META, is_meta, owns_optimizer
-    from metalr.train import RunSpec
+    from metalr.schedulers import META, owns_optimizer
 
-    checkpoints = dict(meta_checkpoints or {})
     unbranched: set[str] = set()
     task = config.task(task_id)
     if phase == "eval":
@@ -60,7 +53,7 @@ def phase_run_specs(
         variants += [
             (name, (1.0,)) for name in config.evaluate.default_lr_only if name not in config.evaluate.schedulers
         ]
-        variants += [(name, (1.0,) if name in ablations else grid) for name in checkpoints]
+        variants += [(name, (1.0,) if name in ablations else grid) for name in meta_names]
         seeds, snapshot_steps = config.evaluate.seeds, ()
     else:
         names = (META,) if phase_round(phase) else config.collect.schedulers
@@ -71,12 +64,36 @@ def phase_run_specs(
         seeds = config.collect.seeds
         branching = config.meta.branching
         snapshot_steps = tuple(branch_steps(task.budget_steps, branching.points, config.meta.decision_fraction))
-    for name, _ in variants:
+    return [
+        (name, seed, m, () if name in unbranched else snapshot_steps)
+        for seed in range(seeds)
+        for name, multipliers in variants
+        # Collection draws each run's base-LR multiplier from the run's identity.
+        for m in (multipliers or (config.collect.lr_multiplier(task_id, name, seed),))
+    ]
+
+
+def phase_run_specs(
+    config: PipelineConfig, phase: str, task_id: str, meta_checkpoints: Mapping[str, str] | None = None
+):
+    """Every run of one task in one phase.
+
+    collect/metaval: the collection grid, each run at a base LR spread over 10^U(-s, s) and
+    snapshotted at the branch points. collect-rN/metaval-rN (DAgger): the meta-scheduler of
+    round N-1 on the same tasks, seeds and spread base LRs. eval: every baseline and every
+    meta-learner variant at each point of the base-LR grid (ablations at the default only).
+    """
+    from metalr.schedulers import is_meta
+    from metalr.train import RunSpec
+
+    checkpoints = dict(meta_checkpoints or {})
+    plan = _phase_plan(config, phase, task_id, list(checkpoints))
+    for name, *_ in plan:
         if is_meta(name) and name not in checkpoints:
             raise ValueError(f"phase {phase!r} runs {name!r} but no checkpoint was given for it")
-
-    def spec(name: str, seed: int, multiplier: float) -> RunSpec:
-        return RunSpec(
+    task = config.task(task_id)
+    return [
+        RunSpec(
             phase=phase,
             task=task,
             scheduler=name,
@@ -86,15 +103,9 @@ def phase_run_specs(
             loss_ema_beta=config.loss_ema_beta,
             meta_checkpoint=checkpoints.get(name),
             lr_multiplier=multiplier,
-            snapshot_steps=() if name in unbranched else snapshot_steps,
+            snapshot_steps=snapshot_steps,
         )
-
-    return [
-        spec(name, seed, m)
-        for seed in range(seeds)
-        for name, multipliers in variants
-        # Collection draws each run's base-LR multiplier from the run's identity.
-        for m in (multipliers or (config.collect.lr_multiplier(task_id, name, seed),))
+        for name, seed, multiplier, snapshot_steps in plan
     ]
 
 
@@ -103,11 +114,50 @@ def _cached_data(path: str) -> SplitData:
     return SplitData.load(path)
 
 
-def job_threads(config: PipelineConfig, phase: str, task_id: str) -> int:
-    """Worker processes a training job deserves: starting one costs seconds (torch's import), so a job
-    of a few short runs trains them in its own process and leaves the other cores to other jobs."""
-    runs = len(phase_run_specs(config, phase, task_id, phase_meta_checkpoints(config, ResultsLayout(), phase)))
-    return config.threads if runs >= 4 * config.threads else 1
+def phase_run_count(config: PipelineConfig, phase: str, task_id: str) -> int:
+    return len(_phase_plan(config, phase, task_id, list(phase_meta_checkpoints(config, ResultsLayout(), phase))))
+
+
+def job_threads(config: PipelineConfig, runs: int) -> int:
+    """Worker processes a training job of ``runs`` runs deserves: starting one costs seconds (torch's
+    import), so a job of a few short runs trains them in its own process."""
+    return config.threads if runs >= 2 * config.threads else 1
+
+
+def training_settings_hash(config: PipelineConfig, phase: str, task_id: str) -> str:
+    """Hash of exactly the settings that determine one task's runs in one phase: the task and its
+    dataset (split included), every run's scheduler, seed, base-LR multiplier and snapshot steps,
+    the divergence rule and the probes. A rule's ``params`` carries it, so that Snakemake's params
+    rerun trigger re-runs the job when one of them changes, and only then."""
+    task = config.task(task_id)
+    names = list(phase_meta_checkpoints(config, ResultsLayout(), phase))
+    return stable_hash(
+        {
+            "task": task.content(),
+            "probes": asdict(task.probes),
+            "dataset": dataset_settings(config, task.dataset),
+            "divergence": [config.divergence_factor, config.loss_ema_beta],
+            "runs": _phase_plan(config, phase, task_id, names),
+        }
+    )
+
+
+def dataset_settings(config: PipelineConfig, dataset: str) -> str:
+    """What determines a prepared dataset: its declaration and the split."""
+    split = f"split_seed={config.split_seed} val={config.val_fraction} test={config.test_fraction}"
+    return f"{config.dataset(dataset)} {split}"
+
+
+def labelling_settings_hash(config: PipelineConfig, phase: str) -> str:
+    """The branching expert's output on a phase: its collection runs' settings and the branching config."""
+    tasks = [training_settings_hash(config, phase, t) for t in config.phase_tasks(phase)]
+    return stable_hash({"collection": tasks, "branching": asdict(config.meta.branching)})
+
+
+def fit_settings_hash(config: PipelineConfig, variants: Sequence[str]) -> str:
+    """A fit's output beyond its input files: the meta config (architecture, search, epochs, seed,
+    branching, decision cadence) and the variants fitted."""
+    return stable_hash({"meta": asdict(config.meta), "variants": list(variants)})
 
 
 def phase_meta_checkpoints(config: PipelineConfig, layout: ResultsLayout, phase: str) -> dict[str, str]:
@@ -165,6 +215,19 @@ def _execute(spec, data_path: str, resume_dir: str | None = None, checkpoint_eve
     return result
 
 
+@dataclass(frozen=True)
+class TaskOutputs:
+    """Where one task's runs of one phase land, within a training job that may train several tasks."""
+
+    phase: str
+    task_id: str
+    data_path: str
+    trajectories_out: str
+    runs_out: str
+    resume_dir: str | None = None
+    snapshots_out: str | None = None
+
+
 def train_runs(
     config: PipelineConfig,
     phase: str,
@@ -183,32 +246,58 @@ def train_runs(
     ``checkpoint_min_interval_s`` seconds at least) and record themselves when finished, so
     a rerun of a killed job resumes instead of restarting.
     """
-    checkpoints = {name: str(path) for name, path in (meta_checkpoints or {}).items()}
-    specs = phase_run_specs(config, phase, task_id, checkpoints)
-    resume = None if resume_dir is None else str(resume_dir)
+    outputs = TaskOutputs(
+        phase,
+        task_id,
+        str(data_path),
+        str(trajectories_out),
+        str(runs_out),
+        None if resume_dir is None else str(resume_dir),
+        None if snapshots_out is None else str(snapshots_out),
+    )
+    train_tasks(config, [outputs], threads, meta_checkpoints)
+
+
+def train_tasks(
+    config: PipelineConfig,
+    tasks: Sequence[TaskOutputs],
+    threads: int = 1,
+    meta_checkpoints: Mapping[str, str | Path] | None = None,
+) -> None:
+    """``train_runs`` for several (phase, task) pairs on one pool of workers.
+
+    One job per collection round instead of one per task: each job start costs seconds
+    (torch's import), and a pool fed with every run of the round keeps its workers busy
+    until the last few runs.
+    """
     from metalr.optim import resolve_device
 
-    log(f"{phase}/{task_id}: {len(specs)} runs on {threads} worker(s), device {resolve_device(config.device)}")
-    if resume is not None and Path(resume).is_dir():
-        kept = sorted(p.suffix for p in Path(resume).iterdir())
-        log(
-            f"{phase}/{task_id}: an earlier attempt left {kept.count('.done')} finished run(s) and "
-            f"{kept.count('.ckpt')} checkpoint(s) in {resume}; resuming"
-        )
-    results = []
-    started = time.perf_counter()
+    checkpoints = {name: str(path) for name, path in (meta_checkpoints or {}).items()}
+    specs = {(t.phase, t.task_id): phase_run_specs(config, t.phase, t.task_id, checkpoints) for t in tasks}
+    total = sum(len(s) for s in specs.values())
+    where = f"{tasks[0].phase}/{tasks[0].task_id}" if len(tasks) == 1 else f"{len(tasks)} tasks"
+    log(f"{where}: {total} runs on {threads} worker(s), device {resolve_device(config.device)}")
+    for t in tasks:
+        if t.resume_dir is not None and Path(t.resume_dir).is_dir():
+            kept = sorted(p.suffix for p in Path(t.resume_dir).iterdir())
+            log(
+                f"{t.phase}/{t.task_id}: an earlier attempt left {kept.count('.done')} finished run(s) and "
+                f"{kept.count('.ckpt')} checkpoint(s) in {t.resume_dir}; resuming"
+            )
+    owner = {spec.run_id: t for t in tasks for spec in specs[(t.phase, t.task_id)]}
+    results: dict[TaskOutputs, list] = {t: [] for t in tasks}
+    done, started = 0, time.perf_counter()
 
     def report(result) -> None:
         row = result.row
-        results.append(result)
         metric = "n/a" if row.get("test_metric") is None else f"{row['test_metric']:.4f}"
         wall = "n/a" if row.get("wall_time_s") is None else f"{row['wall_time_s']:.1f}"
         multiplier = row.get("lr_multiplier", 1.0)
         name = row["scheduler"] + ("" if multiplier == 1.0 else f" lr x{multiplier:.3g}")
         elapsed = time.perf_counter() - started
-        left = elapsed / len(results) * (len(specs) - len(results))
+        left = elapsed / done * (total - done)
         log(
-            f"[{len(results)}/{len(specs)}] {name:<18} seed={row['seed']} {row['status']:<8} "
+            f"[{done}/{total}] {name:<18} seed={row['seed']} {row['status']:<8} "
             f"test_{row['metric']}={metric} steps={row['steps_done']} ({wall} s; "
             f"{elapsed:.0f} s elapsed, ~{left:.0f} s left)"
             + (f" error: {row['error']}" if row.get("error") else "")
@@ -216,29 +305,40 @@ def train_runs(
             + (f" resumed from step {result.resumed_from}" if result.resumed_from else "")
         )
 
-    args = (str(data_path), resume, config.checkpoint_every, config.checkpoint_min_interval_s)
-    for result in _completed(_execute, [(spec, *args) for spec in specs], threads):
+    every, interval = config.checkpoint_every, config.checkpoint_min_interval_s
+    work = [(spec, t.data_path, t.resume_dir, every, interval) for t in tasks for spec in specs[(t.phase, t.task_id)]]
+    for result in _completed(_execute, work, threads):
+        done += 1
         report(result)
+        task = owner[result.row["run_id"]]
+        results[task].append(result)
+        if len(results[task]) == len(specs[(task.phase, task.task_id)]):
+            _write_task_outputs(task, specs[(task.phase, task.task_id)], results.pop(task))
+
+
+def _write_task_outputs(task: TaskOutputs, specs: Sequence, results: list) -> None:
+    """One task's trajectories, run rows and branch-point states, in the order of its run specs."""
     order = {spec.run_id: i for i, spec in enumerate(specs)}
     results.sort(key=lambda r: order[r.row["run_id"]])
-    with TrajectoryWriter(trajectories_out) as writer:
+    with TrajectoryWriter(task.trajectories_out) as writer:
         for result in results:
             writer.write(result.trajectory)
     runs = runs_frame([r.row for r in results])
-    write_parquet(runs, runs_out)
-    if snapshots_out is not None:
+    write_parquet(runs, task.runs_out)
+    where = f"{task.phase}/{task.task_id}"
+    if task.snapshots_out is not None:
         import torch
 
-        with atomic_path(snapshots_out) as tmp:
+        with atomic_path(task.snapshots_out) as tmp:
             torch.save({r.row["run_id"]: r.snapshots for r in results}, tmp)
         kept = sum(len(r.snapshots) for r in results)
-        log(f"{phase}/{task_id}: {kept} branch-point states of {len(results)} runs -> {snapshots_out}")
-    if resume is not None:
+        log(f"{where}: {kept} branch-point states of {len(results)} runs -> {task.snapshots_out}")
+    if task.resume_dir is not None:
         from metalr.resume import RunCheckpoints
 
-        RunCheckpoints(resume, 0).clear()
+        RunCheckpoints(task.resume_dir, 0).clear()
     counts = runs["status"].value_counts().sort("status").rows()
-    log(f"{phase}/{task_id}: done, status counts {dict(counts)}")
+    log(f"{where}: done, status counts {dict(counts)}")
 
 
 def leakage_report(config: PipelineConfig, runs_files: Sequence[str | Path], out: str | Path) -> None:
@@ -315,7 +415,7 @@ def fit(
     cadences they were computed at, the normalisation and the fit.
     """
     from metalr.meta.branching import state_labels
-    from metalr.meta.checkpoint import save_checkpoint
+    from metalr.meta.checkpoint import checkpoint_metadata, save_checkpoint
     from metalr.meta.dataset import build_sequences, select_features, shuffle_across_runs
     from metalr.meta.fit import fit_meta_learner
     from metalr.meta.variants import variant
@@ -348,42 +448,9 @@ def fit(
         log(f"fit {variant_name}: hidden {point.hidden}, meta-LR {point.lr:g}: early-stop score {score:.4f}")
         fitted.append((score, point, model, report))
     _, point, model, report = min(fitted, key=lambda f: f[0])
-    probes = {config.tasks[t].probes for t in runs["task"].unique().to_list()}
     save_checkpoint(
         model.cpu(),
-        {
-            **{
-                k: v
-                for k, v in asdict(point).items()
-                if k not in ("architectures", "controls", "ablations", "search_hidden", "search_lr")
-            },
-            "searched": {
-                "hidden": [p.hidden for p in config.meta.search_points()],
-                "lr": [p.lr for p in config.meta.search_points()],
-            },
-            "variant": variant_name,
-            "role": chosen.role,
-            "about": chosen.about,
-            "arch": chosen.arch,
-            "features": list(chosen.features),
-            "shuffled_inputs": chosen.shuffled,
-            "probe_cadences": [asdict(p) for p in probes],
-            "normalisation": {
-                "mean": model.input_mean.tolist(),
-                "std": model.input_std.tolist(),
-                "fallback_z": config.meta.fallback_z,
-            },
-            "objective": (
-                "branching expert: per branch point, the LR multiplier with the lowest final validation loss "
-                "(mean over fork seeds), as an absolute log-multiplier on cosine"
-            ),
-            "label_counts": {
-                f"{m:g}": n for m, n in labels.group_by("best_multiplier").len().sort("best_multiplier").iter_rows()
-            },
-            "trained_on": runs.select("task", "task_hash").unique().sort("task").to_dicts(),
-            "trained_on_phases": sorted(runs["phase"].unique().to_list()),
-            "fit": asdict(report),
-        },
+        checkpoint_metadata(config, chosen, point, model, report, labels, runs),
         out_dir,
     )
     log(
@@ -392,6 +459,22 @@ def fit(
         f"(cosine {report.cosine_val_loss}); {report.n_train_labels} labelled states; "
         f"{report.wall_time_s:.1f} s -> {out_dir}"
     )
+
+
+def fit_variants(
+    config: PipelineConfig,
+    variants: Sequence[str],
+    collect: Mapping[str, Sequence[str | Path]],
+    metaval: Mapping[str, Sequence[str | Path]],
+    out_dirs: Sequence[str | Path],
+    threads: int = 1,
+) -> None:
+    """``fit`` for several variants of one round, on one pool: a fit takes seconds, as long as a job's start."""
+    collect = {k: [str(f) for f in v] for k, v in collect.items()}
+    metaval = {k: [str(f) for f in v] for k, v in metaval.items()}
+    jobs = [(config, name, collect, metaval, str(out)) for name, out in zip(variants, out_dirs, strict=True)]
+    for _ in _completed(fit, jobs, threads):
+        pass
 
 
 def merge_runs(runs_files: Sequence[str | Path], out: str | Path) -> None:

@@ -8,6 +8,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 import polars as pl
@@ -18,6 +19,8 @@ from metalr.config import TaskSpec, stable_hash
 from metalr.divergence import DivergenceMonitor
 from metalr.features import Probe, StepContext, ValidationProbe, build_probes, evaluate_split
 from metalr.features.basic import LossProbe
+from metalr.features.gradients import GradNormProbe
+from metalr.features.resources import ResourceProbe
 from metalr.features.uncertainty import UncertaintyProbe
 from metalr.features.validation import trivial_metric
 from metalr.optim import build_optimizer, resolve_device
@@ -114,6 +117,20 @@ def task_tensors(spec: RunSpec, data: SplitData) -> tuple[SplitData, dict]:
     return view, view.tensors(torch.device(resolve_device(spec.device)))
 
 
+# Loss, gradient norm and validation: every scheduler, the run summary and the report read them.
+# Resources: cheap (every resources_every steps), and the summary's overhead table reads them.
+ALWAYS_ON_PROBES = (LossProbe, GradNormProbe, ValidationProbe, ResourceProbe)
+
+
+def observed_probes(probes: list[Probe], needs: Sequence[str]) -> list[Probe]:
+    """An evaluation run's probes: the always-on ones and those writing a column its scheduler
+    observes. The others cost up to 1.8x a step and only the summary's uncertainty columns and
+    the curves' λ_max panel read them, which then show the schedulers that observe them;
+    collection keeps every probe, as the meta-learner learns from them."""
+    wanted = set(needs)
+    return [p for p in probes if isinstance(p, ALWAYS_ON_PROBES) or wanted & set(p.columns)]
+
+
 def train_run(spec: RunSpec, data: SplitData, checkpoints: RunCheckpoints | None = None) -> RunResult:
     """Train one run; with ``checkpoints``, resume from the run's checkpoint and save one every N steps."""
     return run_loop(spec, *task_tensors(spec, data), checkpoints=checkpoints)
@@ -149,6 +166,8 @@ def run_loop(
         # Probes that run extra forward passes call model(inputs); CTC models take (inputs, lengths).
         probe_config = task.probes if info.kind != "ctc" else replace(task.probes, enabled=False)
         probes = build_probes(probe_config, task.budget_steps, task.val_every, spec.loss_ema_beta, spec.seed)
+        if spec.phase == "eval":
+            probes = observed_probes(probes, getattr(scheduler, "needs", ()))
         loop = (checkpoints.restore(spec, model, optimizer, scheduler, probes) if checkpoints else None) or LoopState()
     else:
         model.load_state_dict(fork.snapshot["model"])

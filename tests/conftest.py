@@ -27,6 +27,7 @@ TRAINING_RULES = (
     "collect_on_policy",
     "label_branch_points",
     "fit_meta_learner",
+    "fit_dagger_model",
     "evaluate_schedulers",
 )
 

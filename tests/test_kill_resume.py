@@ -70,7 +70,7 @@ def test_a_killed_training_job_resumes_from_its_checkpoint_and_matches_an_uninte
     rerun = subprocess.run([*cmd, "--rerun-incomplete"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
 
-    log = (tmp_path / layout.log(f"collect_trajectories/collect/{TASK}")).read_text()
+    log = (tmp_path / layout.log("collect_trajectories/round-0")).read_text()
     assert re.search(r"cosine( lr x\S+)? +seed=0 ok", log) and f"resumed from step {killed_at}" in log
     assert re.search(r"constant( lr x\S+)? +seed=0 ok", log) and "finished in an earlier attempt, skipped" in log
     assert not (tmp_path / "results" / "resume").exists()  # cleaned up once the outputs exist

@@ -20,7 +20,6 @@ import yaml
 from conftest import TEST_CONFIG, TRAINING_RULES, snakemake_cmd
 
 from metalr.config import load_config
-from metalr.meta.variants import meta_variants
 from metalr.paths import ResultsLayout
 from metalr.pipeline import phase_run_specs
 from metalr.tasks import SplitData
@@ -29,8 +28,9 @@ from metalr.trajectories import TIMING_COLUMNS
 
 
 def _expected_slurm_jobs(config) -> dict[str, int]:
-    """SLURM jobs per kind for a config under profiles/slurm: grouped rules make one job per
-    stage, the branching expert one per collection phase, each fit its own."""
+    """SLURM jobs per kind for a config under profiles/slurm: one job per data stage, one per
+    collection round, the branching expert one per collection phase, one fit job per round
+    (every variant of the last round in one), the evaluation one per stage (grouped)."""
     phases = [p for base in ("collect", "metaval") for p in config.collection_phases(base) if config.phase_tasks(p)]
     rounds = config.meta.dagger_rounds
     return {
@@ -38,8 +38,9 @@ def _expected_slurm_jobs(config) -> dict[str, int]:
         "collect_trajectories": 1,
         "collect_on_policy": rounds,
         "label_branch_points": len(phases),
-        # the main model of each round before the last, then every variant of the last
-        "fit_meta_learner": rounds + len(meta_variants(config.meta)),
+        # the main model of each round before the last, then every variant of the last in one job
+        "fit_dagger_model": rounds,
+        "fit_meta_learner": 1,
         "evaluate_schedulers": 1,
     }
 
@@ -122,12 +123,10 @@ def test_training_jobs_use_the_gpu_slurm_gave_them(slurm_run, smoke_config):
     workdir, _, _ = slurm_run
     logs = [*(workdir / "results" / "logs").rglob("*.log")]
     training = [p for p in logs if any(rule in str(p) for rule in TRAINING_RULES)]
-    # collection: one log per task and round; branching: one per phase; fits: one per variant (+ round 0)
-    tasks = len(smoke_config.meta_train) + len(smoke_config.meta_val)
+    # collection: one log per round; branching: one per phase; fits: one per round; evaluation: one per task
     expected = _expected_slurm_jobs(smoke_config)
-    assert len(training) == tasks * (1 + smoke_config.meta.dagger_rounds) + expected["label_branch_points"] + (
-        expected["fit_meta_learner"] + len(smoke_config.held_out)
-    )
+    rounds = 1 + smoke_config.meta.dagger_rounds
+    assert len(training) == rounds + expected["label_branch_points"] + rounds + len(smoke_config.held_out)
     for path in training:
         assert "gpu: claimed CUDA_VISIBLE_DEVICES=0 from pool 0" in path.read_text(), path
 
@@ -196,7 +195,7 @@ def test_a_killed_training_job_is_retried_by_slurm_with_more_memory_and_resumes(
     failed, retried = (next(k for k, v in states.items() if v == state) for state in ("FAILED", "COMPLETED"))
     assert "mem=2000M" in memory[failed] and "mem=4000M" in memory[retried]  # mem_mb: 2000 * attempt
 
-    log = (tmp_path / layout.log("collect_trajectories/collect/digits-mlp")).read_text()
+    log = (tmp_path / layout.log("collect_trajectories/round-0")).read_text()
     resumed = int(re.search(r"cosine .* resumed from step (\d+)", log).group(1))
     assert BUDGET / 3 <= killed_at <= resumed < BUDGET
     assert "finished in an earlier attempt, skipped" in log

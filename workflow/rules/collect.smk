@@ -1,21 +1,23 @@
+# Collection: one training job per DAgger round trains every (phase, task) of the round on one pool of
+# workers (a job per task paid torch's import for two or three short runs each).
 rule collect_trajectories:
     input:
         unpack(collect_inputs),
     output:
-        trajectories=LAYOUT.trajectories("{phase}", "{task}"),
-        runs=LAYOUT.runs_part("{phase}", "{task}"),
-        snapshots=temp(LAYOUT.snapshots("{phase}", "{task}")),
+        trajectories=round_outputs("trajectories", 0),
+        runs=round_outputs("runs_part", 0),
+        snapshots=[temp(path) for path in round_outputs("snapshots", 0)],
     params:
-        phase="{phase}",
-        resume_dir=LAYOUT.resume("{phase}", "{task}"),
-        meta_checkpoints=collect_checkpoints,
-    wildcard_constraints:
-        phase="collect|metaval",
-    threads: training_threads
+        tasks=round_tasks,
+        resume_dirs=round_resume_dirs,
+        meta_checkpoints=round_checkpoints,
+        # Exactly the settings that determine the outputs (rerun trigger: params).
+        settings=round_settings,
+    threads: round_threads
     resources:
         gpu=CONFIG.gpu_per_job,
     log:
-        LAYOUT.log("collect_trajectories/{phase}/{task}"),
+        LAYOUT.log("collect_trajectories/round-0"),
     conda:
         "../envs/metalr.yaml"
     script:
@@ -25,10 +27,14 @@ rule collect_trajectories:
 # DAgger rounds: the same job, following the previous round's meta-scheduler. A rule of its
 # own so that a cluster profile can group it apart from round 0 (it waits on a fit).
 use rule collect_trajectories as collect_on_policy with:
+    output:
+        trajectories=round_outputs("trajectories", "{round}"),
+        runs=round_outputs("runs_part", "{round}"),
+        snapshots=[temp(path) for path in round_outputs("snapshots", "{round}")],
     wildcard_constraints:
-        phase=ON_POLICY_PHASE,
+        round="[1-9][0-9]*",
     log:
-        LAYOUT.log("collect_on_policy/{phase}/{task}"),
+        LAYOUT.log("collect_on_policy/round-{round}"),
 
 
 rule label_branch_points:
@@ -39,6 +45,7 @@ rule label_branch_points:
     params:
         phase="{phase}",
         meta_checkpoints=collect_checkpoints,
+        settings=label_settings,
     wildcard_constraints:
         phase=COLLECTION_PHASE,
     threads: CONFIG.threads

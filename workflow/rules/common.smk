@@ -3,7 +3,17 @@
 from metalr.evaluate.protocol import EVALUATION_TABLES
 from metalr.meta.variants import meta_variants
 from metalr.paths import ResultsLayout
-from metalr.pipeline import job_threads, phase_meta_checkpoints
+from metalr.pipeline import (
+    dataset_settings,
+    fit_settings_hash,
+    job_threads,
+    labelling_settings_hash,
+    phase_meta_checkpoints,
+    phase_run_count,
+    stable_hash,
+    training_settings_hash,
+)
+from metalr.schedulers import META
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
 LAYOUT = ResultsLayout(CONFIG.results)
@@ -20,7 +30,7 @@ wildcard_constraints:
 
 
 def dataset_params(wildcards):
-    return str(CONFIG.dataset(wildcards.dataset))
+    return dataset_settings(CONFIG, wildcards.dataset)
 
 
 def data_for_task(wildcards):
@@ -51,19 +61,69 @@ def checkpoint_config(variant, round):
     return f"{LAYOUT.checkpoint(variant, round)}/config.json"
 
 
-def training_threads(wildcards):
-    return job_threads(CONFIG, getattr(wildcards, "phase", "eval"), wildcards.task)
+def round_pairs(round):
+    """(phase, task) of every run collected in a DAgger round (round 0: the first collection). One
+    training job per round trains them all; ``round`` may be the pattern "{round}"."""
+    return [
+        (base if round == 0 else f"{base}-r{round}", task)
+        for base in ("collect", "metaval")
+        for task in CONFIG.phase_tasks(base)
+    ]
+
+
+def collection_round(wildcards):
+    return int(getattr(wildcards, "round", 0))
+
+
+def round_outputs(kind, round):
+    return [getattr(LAYOUT, kind)(phase, task) for phase, task in round_pairs(round)]
+
+
+def round_tasks(wildcards):
+    return [f"{phase}/{task}" for phase, task in round_pairs(collection_round(wildcards))]
+
+
+def round_resume_dirs(wildcards):
+    return [LAYOUT.resume(phase, task) for phase, task in round_pairs(collection_round(wildcards))]
+
+
+def round_settings(wildcards):
+    pairs = round_pairs(collection_round(wildcards))
+    return stable_hash([training_settings_hash(CONFIG, phase, task) for phase, task in pairs])
+
+
+def round_threads(wildcards):
+    pairs = round_pairs(collection_round(wildcards))
+    return job_threads(CONFIG, sum(phase_run_count(CONFIG, phase, task) for phase, task in pairs))
+
+
+def eval_threads(wildcards):
+    return job_threads(CONFIG, phase_run_count(CONFIG, "eval", wildcards.task))
+
+
+def eval_settings(wildcards):
+    return training_settings_hash(CONFIG, "eval", wildcards.task)
+
+
+def round_checkpoints(wildcards):
+    return phase_meta_checkpoints(CONFIG, LAYOUT, round_pairs(collection_round(wildcards))[0][0])
 
 
 def collect_inputs(wildcards):
-    """The data, and for a DAgger round the weights of the meta-learner its runs follow."""
-    inputs = {"data": data_for_task(wildcards)}
-    inputs |= {"weights": f"{path}/model.safetensors" for path in collect_checkpoints(wildcards).values()}
+    """The data of every task of the round, and for a DAgger round the weights its runs follow."""
+    pairs = round_pairs(collection_round(wildcards))
+    datasets = sorted({CONFIG.task(task).dataset for _, task in pairs})
+    inputs = {f"data_{name}": LAYOUT.data(name) for name in datasets}
+    inputs |= {"weights": f"{path}/model.safetensors" for path in round_checkpoints(wildcards).values()}
     return inputs
 
 
 def collect_checkpoints(wildcards):
     return phase_meta_checkpoints(CONFIG, LAYOUT, wildcards.phase)
+
+
+def label_settings(wildcards):
+    return labelling_settings_hash(CONFIG, wildcards.phase)
 
 
 def label_inputs(wildcards):
@@ -76,7 +136,7 @@ def label_inputs(wildcards):
 
 def fit_inputs(wildcards):
     """Runs, trajectories and branching labels of every collection round up to this fit's round."""
-    round = int(wildcards.round)
+    round = int(getattr(wildcards, "round", FINAL_ROUND))
     inputs = {}
     for base in ("collect", "metaval"):
         phases = CONFIG.collection_phases(base, round)
@@ -89,6 +149,10 @@ def fit_inputs(wildcards):
 
 def final_weights():
     return [checkpoint_weights(variant, FINAL_ROUND) for variant in META_VARIANTS]
+
+
+def eval_inputs(wildcards):
+    return {f"data_{CONFIG.task(wildcards.task).dataset}": data_for_task(wildcards), "weights": final_weights()}
 
 
 def final_checkpoints(wildcards):

@@ -1,15 +1,17 @@
 rule evaluate_schedulers:
     input:
-        data=data_for_task,
-        weights=final_weights(),
+        unpack(eval_inputs),
     output:
-        trajectories=LAYOUT.trajectories("eval", "{task}"),
-        runs=LAYOUT.runs_part("eval", "{task}"),
+        # Lists, as in the collection rules: one script serves both.
+        trajectories=[LAYOUT.trajectories("eval", "{task}")],
+        runs=[LAYOUT.runs_part("eval", "{task}")],
     params:
-        phase="eval",
-        resume_dir=LAYOUT.resume("eval", "{task}"),
         meta_checkpoints=final_checkpoints,
-    threads: training_threads
+        tasks=lambda wildcards: [f"eval/{wildcards.task}"],
+        resume_dirs=lambda wildcards: [LAYOUT.resume("eval", wildcards.task)],
+        # Exactly the settings that determine the outputs (rerun trigger: params).
+        settings=eval_settings,
+    threads: eval_threads
     resources:
         gpu=CONFIG.gpu_per_job,
     log:
