@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,28 @@ def stable_hash(payload: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def _normalise_numbers(spec: Any) -> None:
+    """Store every field declared ``float`` as a float, so ``0`` and ``0.0`` (YAML reads both) are one value.
+
+    Hashes of a spec (the leakage guard, run ids) see its canonical form: numbers by their
+    declared type, defaults filled in, keys sorted. Without this a renamed copy of a task with
+    ``weight_decay: 0`` instead of ``0.0`` hashed differently and passed the leakage guard.
+    """
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        if f.type in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(spec, f.name, float(value))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     family: str
     width: int = 64
     depth: int = 1
     dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _normalise_numbers(self)
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,9 @@ class TaskSpec:
     probes: ProbeConfig = ProbeConfig()
     subset: float = 1.0
     label_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        _normalise_numbers(self)
 
     def content(self) -> dict[str, Any]:
         """Everything that defines the task except its name and what is logged about it."""
