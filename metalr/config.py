@@ -29,6 +29,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "co
 PHASES = ("collect", "metaval", "eval")
 PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
 DATA_FIELDS = ("subset", "label_noise")
+NAME_DESCRIPTION = "a task, dataset or family name"  # the schema's $defs/name
 
 
 class ConfigError(ValueError):
@@ -328,6 +329,8 @@ def _schema_message(raw: dict[str, Any]) -> str:
         hint = ""
         if error.validator == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
             hint = f"; allowed fields: {', '.join(error.schema['properties'])}"
+        elif error.validator == "pattern" and error.schema.get("description") == NAME_DESCRIPTION:
+            hint = "; a name starts with a letter or digit and holds only letters, digits, '.', '_' and '-'"
         lines.append(f"config field '{where}': {error.message}{hint}")
     return "invalid config:\n  " + "\n  ".join(lines or ["schema validation failed"])
 

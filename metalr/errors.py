@@ -9,10 +9,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     from metalr.evaluate import LeakageError
     from metalr.gpu import GpuSlotError
     from metalr.meta.checkpoint import CheckpointError
+    from metalr.paths import PathEscapeError
     from metalr.tasks.sources import DataError
     from metalr.trajectories import ParquetInputError
 
-    return (ConfigError, DataError, LeakageError, CheckpointError, ParquetInputError, GpuSlotError)
+    return (ConfigError, DataError, LeakageError, CheckpointError, ParquetInputError, GpuSlotError, PathEscapeError)
 
 
 def message(err: BaseException) -> str:

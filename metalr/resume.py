@@ -32,6 +32,7 @@ import torch
 
 from metalr.io import atomic_path
 from metalr.meta.checkpoint import CheckpointError
+from metalr.paths import PathEscapeError, inside
 
 FORMAT = "metalr-run-checkpoint"
 FORMAT_VERSION = 1
@@ -207,6 +208,18 @@ class RunCheckpoints:
 
     def clear(self) -> None:
         """Remove the directory, and its parents once empty: called when the job's outputs are written."""
+        # Before any rmtree: only a resume folder of the layout (.../resume/phase=<p>/task=<t>) is ever
+        # removed, whatever name the directory was built from.
+        resume_root = self.directory.parent.parent
+        if not (
+            resume_root.name == "resume"
+            and self.directory.parent.name.startswith("phase=")
+            and self.directory.name.startswith("task=")
+        ):
+            raise PathEscapeError(
+                f"refusing to remove {str(self.directory)!r}: it is not a training job's resume folder"
+            )
+        inside(resume_root, self.directory)
         shutil.rmtree(self.directory, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.removedirs(self.directory.parent)  # stops at the first parent that is not empty

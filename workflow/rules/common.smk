@@ -1,5 +1,7 @@
 # Shared state and input functions. No rule holds logic; this file only maps the
 # validated config onto file paths.
+import re
+
 from metalr.evaluate.protocol import EVALUATION_TABLES
 from metalr.meta.variants import meta_variants
 from metalr.paths import ResultsLayout
@@ -15,8 +17,8 @@ ON_POLICY_PHASE = "(collect|metaval)-r[0-9]+"
 
 
 wildcard_constraints:
-    task="|".join(sorted(CONFIG.tasks)),
-    dataset="|".join(sorted(CONFIG.dataset_specs)),
+    task="|".join(re.escape(t) for t in sorted(CONFIG.tasks)),
+    dataset="|".join(re.escape(d) for d in sorted(CONFIG.dataset_specs)),
 
 
 def dataset_params(wildcards):
