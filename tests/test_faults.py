@@ -96,16 +96,19 @@ def test_a_results_path_built_from_a_name_must_lie_inside_results(tmp_path):
             build()
 
 
-def test_clearing_a_resume_folder_refuses_any_other_folder(tmp_path):
+def test_clearing_a_resume_folder_refuses_a_folder_holding_anything_but_run_checkpoints(tmp_path):
     precious = tmp_path / "results"
-    (precious / "KEEP").parent.mkdir()
+    precious.mkdir()
     (precious / "KEEP").write_text("")
-    for directory in (precious, tmp_path / "results" / "resume" / "phase=collect" / "task=x" / ".." / ".." / ".."):
-        with pytest.raises(PathEscapeError, match="refusing to remove"):
+    (precious / "r.ckpt").write_text("")
+    (precious / "resume" / "phase=collect" / "task=x").mkdir(parents=True)
+    for directory in (precious, precious / "resume" / "phase=collect" / "task=x" / ".." / ".." / ".."):
+        with pytest.raises(PathEscapeError, match="refusing to remove .*KEEP"):
             RunCheckpoints(directory, 0).clear()
     assert (precious / "KEEP").exists()
-    resume = tmp_path / "results" / "resume" / "phase=collect" / "task=digits-mlp"
+    resume = precious / "resume" / "phase=collect" / "task=digits-mlp"
     resume.mkdir(parents=True)
-    (resume / "r.ckpt").write_text("")
+    for name in ("r.ckpt", "s.done", ".s.done.x1y2.tmp"):
+        (resume / name).write_text("")
     RunCheckpoints(resume, 0).clear()
     assert not resume.exists() and (precious / "KEEP").exists()
