@@ -10,10 +10,20 @@ def user_errors() -> tuple[type[Exception], ...]:
     from metalr.gpu import GpuSlotError
     from metalr.meta.checkpoint import CheckpointError
     from metalr.paths import PathEscapeError
+    from metalr.pipeline import RunsFailedError
     from metalr.tasks.sources import DataError
     from metalr.trajectories import ParquetInputError
 
-    return (ConfigError, DataError, LeakageError, CheckpointError, ParquetInputError, GpuSlotError, PathEscapeError)
+    return (
+        ConfigError,
+        DataError,
+        LeakageError,
+        CheckpointError,
+        ParquetInputError,
+        GpuSlotError,
+        PathEscapeError,
+        RunsFailedError,
+    )
 
 
 def message(err: BaseException) -> str:

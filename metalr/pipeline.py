@@ -164,6 +164,10 @@ def _execute(spec, data_path: str, resume_dir: str | None = None, checkpoint_eve
     return result
 
 
+class RunsFailedError(RuntimeError):
+    """Every run of a training job failed."""
+
+
 def train_runs(
     config: PipelineConfig,
     phase: str,
@@ -220,6 +224,10 @@ def train_runs(
         report(result)
     order = {spec.run_id: i for i, spec in enumerate(specs)}
     results.sort(key=lambda r: order[r.row["run_id"]])
+    if results and all(r.row["status"] == "failed" for r in results):
+        # Nothing to learn from or evaluate: fail the job (Snakemake stops) rather than write failed rows.
+        first = results[0].row["error"]
+        raise RunsFailedError(f"{phase}/{task_id}: all {len(results)} runs failed; the first: {first}")
     with TrajectoryWriter(trajectories_out) as writer:
         for result in results:
             writer.write(result.trajectory)

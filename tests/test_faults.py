@@ -6,18 +6,26 @@ docs/faults.md lists these cases; each row there names its test.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REPO
+from meta_fixtures import fitted_checkpoint
+from safetensors.torch import load_file, save_file
 
 from metalr.config import ConfigError, parse_config
+from metalr.meta.checkpoint import CheckpointError, load_checkpoint
 from metalr.paths import PathEscapeError, ResultsLayout
 from metalr.resume import RunCheckpoints
+from metalr.schedulers import MetaScheduler
 
 EVIL_SED = [
     "sed",
@@ -112,3 +120,82 @@ def test_clearing_a_resume_folder_refuses_a_folder_holding_anything_but_run_chec
         (resume / name).write_text("")
     RunCheckpoints(resume, 0).clear()
     assert not resume.exists() and (precious / "KEEP").exists()
+
+
+def _tamper_config(**changes):
+    def tamper(directory: Path) -> None:
+        path = directory / "config.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+
+    return tamper
+
+
+def _tamper_tensor(name: str, value: float):
+    def tamper(directory: Path) -> None:
+        path = directory / "model.safetensors"
+        weights = load_file(str(path))
+        weights[name] = torch.full_like(weights[name], value)
+        save_file(weights, str(path))
+
+    return tamper
+
+
+TAMPERED = {
+    "NaN weight": (_tamper_tensor("head.weight", math.nan), "model.safetensors: tensor 'head.weight' holds NaN"),
+    "NaN input_std": (_tamper_tensor("input_std", math.nan), "tensor 'input_std' holds NaN or inf"),
+    "zero input_std": (_tamper_tensor("input_std", 0.0), "'input_std' must be > 0"),
+    "inf input_mean": (_tamper_tensor("input_mean", math.inf), "tensor 'input_mean' holds NaN or inf"),
+    "unknown arch": (_tamper_config(arch="mamba"), "unknown meta-learner arch 'mamba'; known: gru, lstm, transformer"),
+    "fallback_z as a string": (_tamper_config(fallback_z="nan"), "'fallback_z' must be a finite number > 0, got 'nan'"),
+    "fallback_z NaN": (_tamper_config(fallback_z=math.nan), "'fallback_z' must be a finite number > 0, got nan"),
+    "hidden as a string": (_tamper_config(hidden="8"), "'hidden' must be a positive integer, got '8'"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED)
+def test_a_tampered_meta_checkpoint_is_refused_on_load_naming_the_file(tmp_path, case):
+    tamper, expected = TAMPERED[case]
+    directory = fitted_checkpoint(tmp_path / "meta", random_weights=True)
+    MetaScheduler.from_pretrained(directory, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 100)
+    tamper(directory)
+    with pytest.raises(CheckpointError, match=re.escape(expected)) as err:
+        load_checkpoint(directory)
+    assert str(directory) in str(err.value)
+
+
+def test_an_eval_job_whose_meta_checkpoint_has_an_unknown_arch_exits_2_naming_it(tmp_path):
+    raw = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    raw["splits"] |= {"held_out": ["wine-mlp"], "meta_val": []}
+    raw["evaluate"] |= {"schedulers": ["cosine"], "seeds": 1, "lr_grid": {"steps": 0}}
+    raw["meta"] = raw["meta"] | {"controls": False, "ablations": False, "architectures": []}
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    results = ResultsLayout(str(tmp_path / "results"))
+    assert _metalr(tmp_path, "--config", str(config), "prepare-data", "--dataset", "wine").returncode == 0
+    checkpoint = fitted_checkpoint(results.checkpoint("meta", 1))
+    _tamper_config(arch="mamba")(checkpoint)
+    proc = _metalr(tmp_path, "--config", str(config), "train-runs", "--phase", "eval", "--task", "wine-mlp")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "results/meta/round-1/meta/config.json: unknown meta-learner arch 'mamba'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not Path(results.runs_part("eval", "wine-mlp")).exists()
+
+
+def test_a_training_job_whose_runs_all_fail_raises_with_the_first_error(tmp_path, monkeypatch):
+    from metalr import pipeline
+    from metalr.config import load_config
+
+    config = load_config(REPO / "config" / "smoke.yaml")
+    layout = ResultsLayout(str(tmp_path / "results"))
+    pipeline.prepare_data(config, "wine", layout.data("wine"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in every run")
+
+    monkeypatch.setattr("metalr.train.train_run", broken)
+    runs_out = layout.runs_part("metaval", "wine-mlp")
+    with pytest.raises(
+        pipeline.RunsFailedError, match="metaval/wine-mlp: all 4 runs failed; the first: .*a bug in every run"
+    ):
+        pipeline.train_runs(config, "metaval", "wine-mlp", layout.data("wine"), tmp_path / "t.parquet", runs_out)
+    assert not Path(runs_out).exists()
