@@ -6,6 +6,7 @@ docs/faults.md lists these cases; each row there names its test.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -26,6 +28,7 @@ from metalr.meta.checkpoint import CheckpointError, load_checkpoint
 from metalr.paths import PathEscapeError, ResultsLayout
 from metalr.resume import RunCheckpoints
 from metalr.schedulers import MetaScheduler
+from metalr.tasks import DataError
 
 EVIL_SED = [
     "sed",
@@ -199,3 +202,161 @@ def test_a_training_job_whose_runs_all_fail_raises_with_the_first_error(tmp_path
     ):
         pipeline.train_runs(config, "metaval", "wine-mlp", layout.data("wine"), tmp_path / "t.parquet", runs_out)
     assert not Path(runs_out).exists()
+
+
+# --- labels as users write them, and broken data files -----------------------------------
+
+
+def _csv_dataset(tmp_path: Path, name: str, content: str, family: str = "mlp", **columns):
+    path = tmp_path / f"{name}.csv"
+    path.write_text(content)
+    raw = {
+        "datasets": {name: {"source": "csv", "path": str(path), "columns": columns or {"label": "y"}}},
+        "tasks": {
+            "t": {"dataset": name, "model": {"family": family}},
+            "holdout": {"dataset": "digits", "model": {"family": "mlp", "width": 8}},
+        },
+        "splits": {"meta_train": ["t"], "held_out": ["holdout"]},
+        "collect": {"schedulers": ["constant"], "seeds": 1},
+        "evaluate": {"schedulers": ["cosine"], "seeds": 1},
+    }
+    return parse_config(raw).dataset(name), path
+
+
+def _prepare(spec):
+    from metalr.tasks import prepare_dataset
+
+    return prepare_dataset(spec, 0, 0.15, 0.15)
+
+
+def _table(labels, header="a,b,y") -> str:
+    return header + "\n" + "".join(f"{i},{i % 7},{y}\n" for i, y in enumerate(labels))
+
+
+def test_minus_one_and_one_labels_are_two_classes_and_no_row_is_lost(tmp_path):
+    spec, _ = _csv_dataset(tmp_path, "signs", _table([-1, 1] * 100))
+    data = _prepare(spec)
+    assert data.info.class_names == ["-1", "1"] and data.info.n_classes == 2
+    assert sum(len(data.y(s)) for s in ("train", "val", "test")) == 200
+    assert set(data.y("train").tolist()) == {0, 1}
+
+
+def test_only_empty_or_nan_labels_are_missing(tmp_path):
+    # An empty cell makes pandas read the column as floats (1.0, 2.0, NaN): one row dropped, classes kept.
+    labels = [1, 2, 3] * 40
+    text = _table(labels).replace("\n5,5,3\n", "\n5,5,\n")
+    spec, _ = _csv_dataset(tmp_path, "gappy", text)
+    data = _prepare(spec)
+    assert data.info.class_names == ["0", "1", "2", "3"]  # integer labels are class ids already
+    assert sum(len(data.y(s)) for s in ("train", "val", "test")) == 119
+
+
+def test_string_labels_are_classes(tmp_path):
+    spec, _ = _csv_dataset(tmp_path, "words", _table(["cat", "dog", "-1"] * 30))
+    assert _prepare(spec).info.class_names == ["-1", "cat", "dog"]
+
+
+def test_a_single_class_training_split_is_refused_naming_dataset_and_column(tmp_path):
+    spec, _ = _csv_dataset(tmp_path, "oneclass", _table([7] * 100))
+    with pytest.raises(DataError, match=r"dataset 'oneclass': column 'y' holds 1 class \(7\) in the training split"):
+        _prepare(spec)
+
+
+def test_a_text_column_without_content_is_refused_naming_dataset_and_column(tmp_path):
+    text = "review,y\n" + "".join(f'"",{i % 2}\n' for i in range(80))
+    spec, _ = _csv_dataset(tmp_path, "blank", text, family="bilstm", text="review", label="y")
+    with pytest.raises(DataError, match="dataset 'blank': text column 'review' is empty in every training row"):
+        _prepare(spec)
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    return header + array.tobytes()
+
+
+def _idx_folder(tmp_path: Path, damage) -> dict:
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    images = np.random.default_rng(0).integers(0, 255, (20, 4, 4)).astype(np.uint8)
+    labels = (np.arange(20) % 2).astype(np.uint8)
+    damage(folder, _idx_bytes(images))
+    (folder / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+    return {"source": "idx", "path": str(folder)}
+
+
+def _jpeg_folder(tmp_path: Path, damage) -> dict:
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(root / label / f"{i}.jpg")
+    damage(root / "a" / "3.jpg")
+    return {"source": "imagefolder", "path": str(root)}
+
+
+def _write_csv(tmp_path: Path, text: str) -> dict:
+    (tmp_path / "table.csv").write_text(text)
+    return {"source": "csv", "path": str(tmp_path / "table.csv"), "columns": {"label": "y"}}
+
+
+BROKEN_DATA = {
+    "empty CSV": (
+        lambda tmp: _write_csv(tmp, ""),
+        r"cannot read '.*table\.csv' \(datasets\.d\.path\) as csv: EmptyDataError: .*; the file is empty",
+    ),
+    "inf in a feature": (
+        lambda tmp: _write_csv(tmp, _table([0, 1] * 30).replace("\n5,5,1\n", "\n5,inf,1\n")),
+        r"table\.csv\): column 'b' holds inf in data row 5 of split 'train'",
+    ),
+    "a feature NaN in every row": (
+        lambda tmp: _write_csv(tmp, "a,b,y\n" + "".join(f"{i},nan,{i % 2}\n" for i in range(60))),
+        r"table\.csv\): column 'b' is missing \(NaN\) in every training row",
+    ),
+    "IDX truncated in its header": (
+        lambda tmp: _idx_folder(tmp, lambda d, b: (d / "train-images-idx3-ubyte").write_bytes(b[:10])),
+        r"train-images-idx3-ubyte': truncated IDX header \(10 bytes; 3 dimensions need 16\)",
+    ),
+    "truncated .gz": (
+        lambda tmp: _idx_folder(
+            tmp, lambda d, b: (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b)[:200])
+        ),
+        r"train-images-idx3-ubyte\.gz' is a truncated or corrupt \.gz file",
+    ),
+    "garbage JPEG": (
+        lambda tmp: _jpeg_folder(tmp, lambda f: f.write_bytes(b"not a jpeg" * 20)),
+        r"cannot decode image '.*a/3\.jpg' \(UnidentifiedImageError",
+    ),
+    "truncated JPEG": (
+        lambda tmp: _jpeg_folder(tmp, lambda f: f.write_bytes(f.read_bytes()[:60])),
+        r"cannot decode image '.*a/3\.jpg' \(OSError",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_DATA)
+def test_a_broken_data_file_is_one_data_error_naming_the_file(tmp_path, case):
+    make, expected = BROKEN_DATA[case]
+    entry = make(tmp_path)
+    family = "cnn" if entry["source"] in ("idx", "imagefolder") else "mlp"
+    raw = {
+        "datasets": {"d": entry},
+        "tasks": {
+            "t": {"dataset": "d", "model": {"family": family}},
+            "holdout": {"dataset": "digits", "model": {"family": "mlp", "width": 8}},
+        },
+        "splits": {"meta_train": ["t"], "held_out": ["holdout"]},
+        "collect": {"schedulers": ["constant"], "seeds": 1},
+        "evaluate": {"schedulers": ["cosine"], "seeds": 1},
+    }
+    with pytest.raises(DataError, match=expected) as err:
+        _prepare(parse_config(raw).dataset("d"))
+    assert "\n" not in str(err.value)
+    if case in ("empty CSV", "truncated JPEG"):  # and from the CLI: exit 2, one line, no traceback
+        config = tmp_path / "broken.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        proc = _metalr(tmp_path, "--config", str(config), "prepare-data", "--dataset", "d")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("metalr: error:")]
+        assert errors == [f"metalr: error: {err.value}"]
