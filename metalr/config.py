@@ -329,10 +329,33 @@ def _schema_message(raw: dict[str, Any]) -> str:
         hint = ""
         if error.validator == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
             hint = f"; allowed fields: {', '.join(error.schema['properties'])}"
+        elif error.validator == "type" and _yaml_number_text(error.instance):
+            hint = (
+                f"; YAML reads {error.instance!r} as text (YAML 1.1 needs a dot and a signed exponent): "
+                f"write {_yaml_float(float(error.instance))}"
+            )
         elif error.validator == "pattern" and error.schema.get("description") == NAME_DESCRIPTION:
             hint = "; a name starts with a letter or digit and holds only letters, digits, '.', '_' and '-'"
         lines.append(f"config field '{where}': {error.message}{hint}")
     return "invalid config:\n  " + "\n  ".join(lines or ["schema validation failed"])
+
+
+def _yaml_number_text(value: Any) -> bool:
+    """A string that Python reads as a number, such as ``1e9`` (which PyYAML keeps as text)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_float(value: float) -> str:
+    """``value`` as YAML 1.1 reads a float: 1e9 -> 1.0e+9, 0.001 -> 1.0e-3."""
+    mantissa, exponent = f"{value:e}".split("e")
+    mantissa = mantissa.rstrip("0")
+    return f"{mantissa}0e{int(exponent):+d}" if mantissa.endswith(".") else f"{mantissa}e{int(exponent):+d}"
 
 
 def parse_config(raw: dict[str, Any]) -> PipelineConfig:
@@ -539,7 +562,10 @@ def load_config(path: str | Path) -> PipelineConfig:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
     return parse_config(raw)

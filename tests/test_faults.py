@@ -360,3 +360,29 @@ def test_a_broken_data_file_is_one_data_error_naming_the_file(tmp_path, case):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         errors = [line for line in proc.stderr.splitlines() if line.startswith("metalr: error:")]
         assert errors == [f"metalr: error: {err.value}"]
+
+
+# --- config files that YAML reads otherwise than meant ------------------------------------
+
+
+def test_a_yaml_syntax_error_names_the_line_and_column(tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text((REPO / "config" / "smoke.yaml").read_text().replace("split_seed: 0", "split_seed: [0"))
+    proc = _metalr(tmp_path, "--config", str(config), "validate")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"metalr: error: config file '{config}' is not valid YAML at line 3, column 7: expected ',' or ']', but got ':'"
+    )
+
+
+def test_base_lr_1e9_is_refused_with_the_yaml_spelling_on_the_snakemake_path(tmp_path):
+    from conftest import snakemake_cmd
+
+    config = tmp_path / "big.yaml"
+    config.write_text((REPO / "config" / "smoke.yaml").read_text().replace("defaults: {", "defaults: {base_lr: 1e9, "))
+    proc = subprocess.run(snakemake_cmd(config, "-n", "--cores", "1"), cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        "config field 'defaults.base_lr': '1e9' is not of type 'number'; YAML reads '1e9' as text "
+        "(YAML 1.1 needs a dot and a signed exponent): write 1.0e+9"
+    ) in proc.stdout + proc.stderr
