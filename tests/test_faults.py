@@ -386,3 +386,63 @@ def test_base_lr_1e9_is_refused_with_the_yaml_spelling_on_the_snakemake_path(tmp
         "config field 'defaults.base_lr': '1e9' is not of type 'number'; YAML reads '1e9' as text "
         "(YAML 1.1 needs a dot and a signed exponent): write 1.0e+9"
     ) in proc.stdout + proc.stderr
+
+
+# --- missing or corrupt intermediates (one smoke run, copied per test) ---------------------
+
+
+def _dry_run(workdir: Path) -> subprocess.CompletedProcess:
+    from conftest import snakemake_cmd
+
+    cmd = snakemake_cmd(REPO / "config" / "smoke.yaml", "-n", "--cores", "1")
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
+def _copy_results(smoke_run, tmp_path: Path) -> ResultsLayout:
+    import shutil
+
+    results, _ = smoke_run
+    shutil.copytree(results, tmp_path / "results")
+    return ResultsLayout(str(tmp_path / "results"))
+
+
+@pytest.mark.parametrize(
+    "deleted, rebuilt_by",
+    [
+        (lambda layout: Path(layout.checkpoint("meta", 1)) / "model.safetensors", "fit_meta_learner"),
+        (lambda layout: Path(layout.checkpoint("meta", 0)) / "model.safetensors", "fit_meta_learner"),
+        (lambda layout: Path(layout.trajectories("collect", "digits-mlp")), "collect_trajectories"),
+        (lambda layout: Path(layout.forks("metaval")), "label_branch_points"),
+    ],
+    ids=["final meta checkpoint", "round-0 checkpoint", "trajectory part", "forks"],
+)
+def test_a_deleted_intermediate_is_rebuilt(smoke_run, tmp_path, deleted, rebuilt_by):
+    layout = _copy_results(smoke_run, tmp_path)
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(_dry_run(tmp_path))
+    deleted(layout).unlink()
+    proc = _dry_run(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"rule {rebuilt_by}:" in proc.stdout + proc.stderr
+    assert str(deleted(ResultsLayout())) in proc.stdout + proc.stderr
+
+
+def test_a_corrupt_parquet_part_is_named_before_any_job_removes_another_rounds_checkpoint(smoke_run, tmp_path):
+    layout = _copy_results(smoke_run, tmp_path)
+    part = Path(ResultsLayout().trajectories("collect", "digits-mlp"))
+    with open(tmp_path / part, "r+b") as fh:
+        fh.truncate(200)
+    before = _tree(tmp_path / "results")
+    proc = _dry_run(tmp_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"cannot read Parquet input '{part}'" in output and "delete it and rerun" in output
+    assert "Traceback" not in output
+    # A real run stops the same way, before any job: round 0's checkpoint (and everything else) stays.
+    from conftest import snakemake_cmd
+
+    real = subprocess.run(
+        snakemake_cmd(REPO / "config" / "smoke.yaml", "--cores", "1"), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert real.returncode != 0 and f"cannot read Parquet input '{part}'" in real.stdout + real.stderr
+    assert _tree(tmp_path / "results") == before
+    assert (Path(layout.checkpoint("meta", 0)) / "model.safetensors").exists()

@@ -6,6 +6,7 @@ from metalr.evaluate.protocol import EVALUATION_TABLES
 from metalr.meta.variants import meta_variants
 from metalr.paths import ResultsLayout
 from metalr.pipeline import job_threads, phase_meta_checkpoints
+from metalr.trajectories import ParquetInputError, check_parquet_inputs
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
 LAYOUT = ResultsLayout("results")
@@ -42,7 +43,7 @@ def collection_runs():
 
 
 def all_runs(wildcards):
-    return collection_runs() + phase_runs("eval")
+    return readable(collection_runs() + phase_runs("eval"))
 
 
 def checkpoint_weights(variant, round):
@@ -86,7 +87,29 @@ def fit_inputs(wildcards):
         inputs[f"{base}_runs"] = [LAYOUT.runs_part(p, t) for p, t in tasks]
         inputs[f"{base}_trajectories"] = [LAYOUT.trajectories(p, t) for p, t in tasks]
         inputs[f"{base}_forks"] = [LAYOUT.forks(p) for p in phases if CONFIG.phase_tasks(p)]
-    return inputs
+    return {name: readable(paths) for name, paths in inputs.items()}
+
+
+def readable(paths):
+    """The Parquet inputs, a corrupt one named (and how to rebuild it) before any job starts."""
+    try:
+        return check_parquet_inputs(paths)
+    except ParquetInputError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def intermediates():
+    """Every file a later stage reads, as targets of rule all: one deleted by hand is rebuilt.
+
+    (Snakemake otherwise rebuilds a missing intermediate only when a final output is out of date.)
+    """
+    phases = [p for base in ("collect", "metaval") for p in CONFIG.collection_phases(base)] + ["eval"]
+    files = [f for phase in phases for f in phase_runs(phase) + phase_trajectories(phase)]
+    files += [LAYOUT.forks(p) for p in phases if p != "eval" and CONFIG.phase_tasks(p)]
+    for phase in phases:
+        for path in phase_meta_checkpoints(CONFIG, LAYOUT, phase).values():
+            files += [f"{path}/model.safetensors", f"{path}/config.json"]
+    return sorted(set(files))
 
 
 def final_weights():
