@@ -43,7 +43,7 @@ def collection_runs():
 
 
 def all_runs(wildcards):
-    return readable(collection_runs() + phase_runs("eval"))
+    return collection_runs() + phase_runs("eval")
 
 
 def checkpoint_weights(variant, round):
@@ -87,15 +87,7 @@ def fit_inputs(wildcards):
         inputs[f"{base}_runs"] = [LAYOUT.runs_part(p, t) for p, t in tasks]
         inputs[f"{base}_trajectories"] = [LAYOUT.trajectories(p, t) for p, t in tasks]
         inputs[f"{base}_forks"] = [LAYOUT.forks(p) for p in phases if CONFIG.phase_tasks(p)]
-    return {name: readable(paths) for name, paths in inputs.items()}
-
-
-def readable(paths):
-    """The Parquet inputs, a corrupt one named (and how to rebuild it) before any job starts."""
-    try:
-        return check_parquet_inputs(paths)
-    except ParquetInputError as err:
-        raise WorkflowError(str(err)) from None
+    return inputs
 
 
 def intermediates():
@@ -110,6 +102,15 @@ def intermediates():
         for path in phase_meta_checkpoints(CONFIG, LAYOUT, phase).values():
             files += [f"{path}/model.safetensors", f"{path}/config.json"]
     return sorted(set(files))
+
+
+# A corrupt Parquet intermediate is named (and how to rebuild it) while Snakemake reads the
+# workflow, before any job starts: a started job would first remove its own, still good,
+# outputs (a fit of round 0 whose input part was truncated lost round 0's checkpoint).
+try:
+    check_parquet_inputs(f for f in intermediates() if f.endswith(".parquet"))
+except ParquetInputError as err:
+    raise WorkflowError(str(err)) from None
 
 
 def final_weights():
