@@ -58,3 +58,4 @@ rule all:
         LAYOUT.profiles_plot(),
         LAYOUT.lr_gallery_plot(),
         [LAYOUT.task_curves_plot(task) for task in CONFIG.held_out],
+        intermediates(),

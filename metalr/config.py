@@ -15,7 +15,7 @@ import importlib.resources
 import json
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ CATALOGUE_KEYS = ("tasks", "families", "datasets")
 PHASES = ("collect", "metaval", "eval")
 PROTOCOL_FIELDS = ("optimizer", "batch_size", "base_lr", "weight_decay", "budget_steps", "val_every", "probes")
 DATA_FIELDS = ("subset", "label_noise")
+NAME_DESCRIPTION = "a task, dataset or family name"  # the schema's $defs/name
 
 
 class ConfigError(ValueError):
@@ -51,12 +52,28 @@ def stable_hash(payload: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def _normalise_numbers(spec: Any) -> None:
+    """Store every field declared ``float`` as a float, so ``0`` and ``0.0`` (YAML reads both) are one value.
+
+    Hashes of a spec (the leakage guard, run ids) see its canonical form: numbers by their
+    declared type, defaults filled in, keys sorted. Without this a renamed copy of a task with
+    ``weight_decay: 0`` instead of ``0.0`` hashed differently and passed the leakage guard.
+    """
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        if f.type in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(spec, f.name, float(value))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     family: str
     width: int = 64
     depth: int = 1
     dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _normalise_numbers(self)
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,9 @@ class TaskSpec:
     probes: ProbeConfig = ProbeConfig()
     subset: float = 1.0
     label_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        _normalise_numbers(self)
 
     def content(self) -> dict[str, Any]:
         """Everything that defines the task except its name and what is logged about it."""
@@ -344,6 +364,13 @@ def _schema_message(raw: dict[str, Any]) -> str:
         hint = ""
         if error.validator == "additionalProperties" and isinstance(error.schema.get("properties"), dict):
             hint = f"; allowed fields: {', '.join(error.schema['properties'])}"
+        elif error.validator == "type" and _yaml_number_text(error.instance):
+            hint = (
+                f"; YAML reads {error.instance!r} as text (YAML 1.1 needs a dot and a signed exponent): "
+                f"write {_yaml_float(float(error.instance))}"
+            )
+        elif error.validator == "pattern" and error.schema.get("description") == NAME_DESCRIPTION:
+            hint = "; a name starts with a letter or digit and holds only letters, digits, '.', '_' and '-'"
         lines.append(f"config field '{where}': {error.message}{hint}")
     return "invalid config:\n  " + "\n  ".join(lines or ["schema validation failed"])
 
@@ -367,6 +394,24 @@ def expand_family(base: TaskSpec, sample: Mapping[str, Sequence[Any]], count: in
         task_fields = {k: v for k, v in drawn.items() if k in FAMILY_TASK_FIELDS}
         variants.append(replace(base, task_id=f"{base.task_id}-{i:02d}", model=model, **task_fields))
     return variants
+
+
+def _yaml_number_text(value: Any) -> bool:
+    """A string that Python reads as a number, such as ``1e9`` (which PyYAML keeps as text)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_float(value: float) -> str:
+    """``value`` as YAML 1.1 reads a float: 1e9 -> 1.0e+9, 0.001 -> 1.0e-3."""
+    mantissa, exponent = f"{value:e}".split("e")
+    mantissa = mantissa.rstrip("0")
+    return f"{mantissa}0e{int(exponent):+d}" if mantissa.endswith(".") else f"{mantissa}e{int(exponent):+d}"
 
 
 def parse_config(raw: dict[str, Any]) -> PipelineConfig:
@@ -596,7 +641,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
     return raw

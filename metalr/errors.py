@@ -12,6 +12,8 @@ _USER_ERRORS = (
     ("metalr.meta.checkpoint", "CheckpointError"),
     ("metalr.trajectories", "ParquetInputError"),
     ("metalr.gpu", "GpuSlotError"),
+    ("metalr.paths", "PathEscapeError"),
+    ("metalr.pipeline", "RunsFailedError"),
 )
 
 

@@ -7,8 +7,28 @@ reads everything with ``phase`` and ``task`` as columns.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class PathEscapeError(ValueError):
+    """A path built from a name would lie outside the results folder."""
+
+
+def inside(root: str | Path, path: str | Path) -> Path:
+    """``path``, after checking that it lies strictly inside ``root``.
+
+    Lexical (``..`` folded, symlinks not followed): a results subfolder may be a link to
+    shared storage, and what is refused is a *name* that climbs out.
+    """
+    top, target = os.path.abspath(root), os.path.abspath(path)
+    if os.path.commonpath([top, target]) != top or target == top:
+        raise PathEscapeError(
+            f"refusing to touch {str(path)!r}: it lies outside the results folder {str(root)!r}; "
+            "task, dataset and family names must be identifiers (letters, digits, '.', '_', '-')"
+        )
+    return Path(path)
 
 
 @dataclass(frozen=True)
@@ -16,7 +36,8 @@ class ResultsLayout:
     root: str = "results"
 
     def _path(self, *parts: str) -> str:
-        return str(Path(self.root, *parts))
+        # Every part may come from a config name: nothing is written or removed outside root.
+        return str(inside(self.root, Path(self.root, *parts)))
 
     def data(self, dataset: str) -> str:
         """A prepared dataset's folder: ``info.json`` and ``train/val/test.parquet``."""

@@ -228,6 +228,10 @@ class TaskOutputs:
     snapshots_out: str | None = None
 
 
+class RunsFailedError(RuntimeError):
+    """Every run of a training job failed."""
+
+
 def train_runs(
     config: PipelineConfig,
     phase: str,
@@ -320,6 +324,10 @@ def _write_task_outputs(task: TaskOutputs, specs: Sequence, results: list) -> No
     """One task's trajectories, run rows and branch-point states, in the order of its run specs."""
     order = {spec.run_id: i for i, spec in enumerate(specs)}
     results.sort(key=lambda r: order[r.row["run_id"]])
+    if results and all(r.row["status"] == "failed" for r in results):
+        # Nothing to learn from or evaluate: fail the job (Snakemake stops) rather than write failed rows.
+        first = results[0].row["error"]
+        raise RunsFailedError(f"{task.phase}/{task.task_id}: all {len(results)} runs failed; the first: {first}")
     with TrajectoryWriter(task.trajectories_out) as writer:
         for result in results:
             writer.write(result.trajectory)

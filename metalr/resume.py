@@ -32,6 +32,7 @@ import torch
 
 from metalr.io import atomic_path
 from metalr.meta.checkpoint import CheckpointError
+from metalr.paths import PathEscapeError
 from metalr.trajectories import trajectory_frame
 
 FORMAT = "metalr-run-checkpoint"
@@ -100,6 +101,12 @@ def _load(path: Path, what: str) -> dict[str, Any]:
             f"this metalr reads version {FORMAT_VERSION}; delete it to start that run over"
         )
     return payload
+
+
+def _is_checkpoint_file(path: Path) -> bool:
+    """A ``.ckpt``/``.done`` file, or the hidden temporary file of one being written (metalr.io.atomic_path)."""
+    hidden_tmp = path.name.startswith(".") and path.suffix == ".tmp"
+    return path.is_file() and (path.suffix in (".ckpt", ".done") or hidden_tmp)
 
 
 class RunCheckpoints:
@@ -206,6 +213,15 @@ class RunCheckpoints:
 
     def clear(self) -> None:
         """Remove the directory, and its parents once empty: called when the job's outputs are written."""
+        # Before any rmtree: only a folder of run checkpoints is removed, whatever path it was
+        # given (a name once climbed out of results/ and this removed the whole tree).
+        if self.directory.is_dir():
+            foreign = [p.name for p in self.directory.iterdir() if not _is_checkpoint_file(p)]
+            if foreign:
+                raise PathEscapeError(
+                    f"refusing to remove {str(self.directory)!r}: it holds more than run checkpoints "
+                    f"({', '.join(sorted(foreign)[:3])}); it is not a training job's resume folder"
+                )
         shutil.rmtree(self.directory, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.removedirs(self.directory.parent)  # stops at the first parent that is not empty

@@ -131,6 +131,32 @@ class ParquetInputError(ValueError):
     pass
 
 
+def _unreadable(path: str | Path, err: Exception) -> str:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (
+        f"cannot read Parquet input {str(path)!r}: {first}; delete it and rerun, and Snakemake rebuilds it "
+        "(every intermediate file is a target of rule all)"
+    )
+
+
+def check_parquet_inputs(paths: Iterable[str | Path]) -> list[str]:
+    """``paths``, after checking that those which exist have a readable Parquet footer.
+
+    Called while Snakemake plans the jobs, so a corrupt input is named before any job starts
+    (a started job would first remove its own, still good, outputs).
+    """
+    import pyarrow.parquet as pq
+
+    paths = [str(p) for p in paths]
+    for path in paths:
+        if Path(path).exists():
+            try:
+                pq.read_metadata(path)
+            except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+                raise ParquetInputError(_unreadable(path, err)) from None
+    return paths
+
+
 def read_parquet_files(paths: Iterable[str | Path]) -> pl.DataFrame:
     """Read and concatenate Parquet files, naming the file that is missing or unreadable."""
     frames = []
@@ -138,7 +164,7 @@ def read_parquet_files(paths: Iterable[str | Path]) -> pl.DataFrame:
         try:
             frames.append(pl.read_parquet(path))
         except (OSError, pl.exceptions.PolarsError) as err:
-            raise ParquetInputError(f"cannot read Parquet input {str(path)!r}: {err}") from err
+            raise ParquetInputError(_unreadable(path, err)) from err
     if not frames:
         raise ParquetInputError("no Parquet inputs were given")
     return pl.concat(frames, how="vertical_relaxed")

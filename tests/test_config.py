@@ -190,3 +190,34 @@ def test_shipped_configs_write_to_separate_results_folders(repo):
     assert len(set(folders.values())) == len(SHIPPED)
     for name, folder in folders.items():
         assert name == "config.yaml" or folder == f"results/{name.removesuffix('.yaml')}"
+
+
+# The same task written differently: an integer where the default is a float, an exponent.
+SAME_MEANING = {
+    "weight_decay 0 vs 0.0": {"weight_decay": 0},
+    "dropout 0 vs 0.0": {"model": {"family": "mlp", "width": 16, "dropout": 0}},
+    "base_lr 1.0e-3 vs the default 0.001": {"base_lr": 1.0e-3},
+    "a default written out": {"optimizer": "adam", "subset": 1},
+}
+
+
+@pytest.mark.parametrize("case", SAME_MEANING)
+def test_held_out_copy_written_with_other_number_forms_is_refused(raw, case):
+    raw["tasks"]["renamed-copy"] = copy.deepcopy(raw["tasks"]["digits-mlp"]) | SAME_MEANING[case]
+    raw["splits"]["held_out"] = ["renamed-copy"]
+    with pytest.raises(ConfigError, match="renamed-copy.*digits-mlp"):
+        parse_config(raw)
+
+
+def test_fit_time_leakage_check_catches_a_copy_whose_numbers_are_written_differently(raw, tmp_path):
+    import polars as pl
+
+    from metalr.evaluate.leakage import LeakageError, check_leakage
+
+    earlier = parse_config(copy.deepcopy(raw))  # the collection ran with digits-mlp as written
+    runs = tmp_path / "runs.parquet"
+    pl.DataFrame({"task": ["digits-mlp"], "task_hash": [earlier.tasks["digits-mlp"].config_hash]}).write_parquet(runs)
+    raw["tasks"]["renamed-copy"] = copy.deepcopy(raw["tasks"]["digits-mlp"]) | {"weight_decay": 0}
+    raw["splits"] = {"meta_train": ["wine-mlp"], "held_out": ["renamed-copy"]}
+    with pytest.raises(LeakageError, match="'renamed-copy' reaches the meta-learner's inputs as task 'digits-mlp'"):
+        check_leakage(parse_config(raw), [runs])

@@ -33,7 +33,18 @@ def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]
 
 
 def _all_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    return [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    """Every import that can run: module level, in functions, anywhere but ``if TYPE_CHECKING:``
+    blocks, which only type checkers read."""
+    found, pending = [], list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending += node.orelse
+        else:
+            pending += list(ast.iter_child_nodes(node))
+    return found
 
 
 def import_graph(lazy: bool = False) -> dict[str, set[str]]:

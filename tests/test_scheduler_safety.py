@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,3 +79,38 @@ def test_ignored_inputs_are_logged_and_counted(caplog):
     assert scheduler.ignored_inputs == 2
     assert "ignored non-finite unc_confidence=nan" in caplog.text
     assert optimizer.param_groups[0]["lr"] == 1e-3 * 1.1  # the finite value still counted
+
+
+# Magnitudes that overflow a ratio or a square (1e300 / 1e-12, (1e300)**2) and the non-finite ones.
+EXTREMES = [1e300, -1e300, 1e-300, -1e-300, 1e-12, 1e12, 1e308, math.nan, math.inf, -math.inf, 0.0]
+extreme_streams = st.lists(
+    st.dictionaries(st.sampled_from(FEATURES), st.sampled_from(EXTREMES)), min_size=1, max_size=30
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(ADAPTIVE), warmup=st.integers(0, 3), stream=extreme_streams, base_lr=base_lrs)
+def test_adaptive_schedulers_never_raise_on_extreme_features_before_and_after_a_change(name, warmup, stream, base_lr):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    scheduler = build_scheduler(name, optimizer, 100, batch_size=32)
+    # Ordinary features first, so the extremes also arrive after the scheduler's first decisions.
+    ordinary = {feature: 0.5 for feature in FEATURES}
+    for features in [ordinary] * warmup + stream:
+        optimizer.step()
+        scheduler.observe(features)
+        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert math.isfinite(lr) and scheduler.min_lr <= lr <= scheduler.max_lr
+
+
+@pytest.mark.parametrize("sequence", [(1e300,) + (1e-12,) * 8, (1e-300,) + (1e300,) * 8, (1e308, 1e-308) * 4])
+def test_curvature_scheduler_survives_lambda_max_jumping_across_600_orders_of_magnitude(sequence):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = build_scheduler("curvature", optimizer, 100)
+    for value in sequence:
+        optimizer.step()
+        scheduler.observe({"curv_lambda_max": value, "grad_cos_prev": 0.5})
+        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        assert math.isfinite(lr) and scheduler.min_lr <= lr <= scheduler.max_lr
+    assert scheduler.ignored_inputs == 0  # every value was finite, so every one was used

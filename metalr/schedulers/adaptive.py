@@ -24,6 +24,15 @@ from metalr.schedulers.bounded import BoundedScheduler, initial_lr
 MIN_RELATIVE_CHANGE = 0.01
 
 
+_TINY = 1e-300
+# exp() of more than this overflows a float; a factor beyond it is clamped to the LR bounds anyway.
+_MAX_LOG = 700.0
+
+
+def _safe_exp(log_value: float) -> float:
+    return math.exp(max(-_MAX_LOG, min(_MAX_LOG, log_value)))
+
+
 def _ema(previous: float | None, value: float, beta: float) -> float:
     return value if previous is None else beta * previous + (1 - beta) * value
 
@@ -64,17 +73,26 @@ class CurvatureAdaptive(BoundedScheduler):
             self._cos = _ema(self._cos, max(-1.0, min(1.0, features["grad_cos_prev"])), self.smoothing)
         if "curv_lambda_max" not in features:
             return
+        # All in log space: lambda_max may span 1e-300..1e300 within a run, and the ratio of
+        # two such values overflows a float (issue 17).
         log_lambda = math.log(max(abs(features["curv_lambda_max"]), 1e-12))
         self._log_lambda = _ema(self._log_lambda, log_lambda, self.smoothing)
         if self._log_lambda_ref is None:
             self._log_lambda_ref = self._log_lambda
-        sharpness = math.exp(self._log_lambda)
-        target = self._base * math.exp(self._log_lambda_ref - self._log_lambda) * (1 + self.cos_gain * self._cos)
-        bound = self.c * 2 / sharpness
-        why = f"lambda_max {sharpness:.3g} (start {math.exp(self._log_lambda_ref):.3g}), grad cos {self._cos:+.2f}"
-        if target > bound:
-            target, why = bound, f"{why}: capped at c*2/lambda_max {bound:.3g}"
-        factor = target / self.current_lr()
+        log_target = (
+            math.log(self._base)
+            + self._log_lambda_ref
+            - self._log_lambda
+            + math.log(max(1 + self.cos_gain * self._cos, _TINY))
+        )
+        log_bound = math.log(self.c * 2) - self._log_lambda
+        why = (
+            f"lambda_max {math.exp(self._log_lambda):.3g} (start {math.exp(self._log_lambda_ref):.3g}), "
+            f"grad cos {self._cos:+.2f}"
+        )
+        if log_target > log_bound:
+            log_target, why = log_bound, f"{why}: capped at c*2/lambda_max {_safe_exp(log_bound):.3g}"
+        factor = _safe_exp(log_target - math.log(self.current_lr()))
         if abs(factor - 1) > MIN_RELATIVE_CHANGE:
             self.propose(factor, f"curvature {why}: lr x{factor:.3g}")
 

@@ -8,6 +8,8 @@ audio: log-mel features computed with torch.
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,8 @@ def prepare_tables(
                 f"dataset {spec.name!r}: column {target!r} is not in split {split!r}; "
                 f"it has: {', '.join(_column_names(table))}. Set datasets.{spec.name}.columns."
             )
+    if spec.modality == "tabular":
+        _check_features(spec, found)
     info = DatasetInfo(spec.name, spec.kind, spec.modality, (), source=spec.describe(), augment=spec.augment)
     if spec.kind == "classification":
         found, labels = _encode_labels(found, target, info)
@@ -91,13 +95,63 @@ def _take_labels(labels: np.ndarray | None, index: np.ndarray) -> np.ndarray | N
     return None if labels is None else labels[index]
 
 
+def _check_features(spec: DatasetSpec, found: dict[str, Any]) -> None:
+    """inf in a feature is refused, naming the column and row; NaN is missing data and imputed, but a
+    column missing in every training row has nothing to impute from and is refused too."""
+    label = spec.columns.get("label", "label")
+    for split, table in found.items():
+        for column in spec.columns.get("features") or [c for c in _column_names(table) if c != label]:
+            if column not in _column_names(table):
+                continue  # named by _tabular, which lists what the data has
+            values = np.asarray(_column(table, column))
+            # An all-missing column reads as floats (NaN) or, through Arrow, as nulls (None).
+            if values.dtype.kind == "f":
+                empty = bool(np.isnan(values).all())
+            else:
+                empty = values.dtype.kind == "O" and all(v is None for v in values)
+            if split == "train" and empty:
+                raise DataError(
+                    f"dataset {spec.name!r} ({spec.describe()}): column {column!r} is missing (NaN) in every "
+                    "training row; drop it from the file or list the others in columns.features"
+                )
+            if values.dtype.kind != "f":
+                continue
+            bad = np.flatnonzero(np.isinf(values))
+            if bad.size:
+                raise DataError(
+                    f"dataset {spec.name!r} ({spec.describe()}): column {column!r} holds {values[bad[0]]} in "
+                    f"data row {bad[0]} of split {split!r} (0-based, header excluded; {bad.size} such row(s)); "
+                    "replace it, or mark it missing (empty, NaN, or options.na_values)"
+                )
+
+
+def _missing_label(value: Any, class_label: bool) -> bool:
+    """Null or NaN. With a datasets ``ClassLabel`` column, -1 too: that library's "no label" (GLUE test)."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return True
+    return class_label and isinstance(value, (int, np.integer)) and value < 0
+
+
+def _integral(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (float, np.floating)):
+        return float(value).is_integer()
+    return isinstance(value, (int, np.integer))
+
+
 def _encode_labels(found: dict[str, Any], column: str, info: DatasetInfo):
-    """Class ids 0..n-1 per split; splits without labels (all -1 / null, e.g. GLUE test) are dropped."""
+    """Class ids 0..n-1 per split; splits without labels (all missing, e.g. GLUE test) are dropped.
+
+    Labels are taken as users write them: any integers ({-1, 1} included; a CSV column with a
+    gap reads as floats 0.0, 1.0, NaN) or strings. Only null and NaN mean "no label".
+    """
     feature = None if isinstance(found["train"], dict) else found["train"].features.get(column)
+    class_label = feature is not None and hasattr(feature, "names")
     raw = {s: np.asarray(_column(t, column), dtype=object) for s, t in found.items()}
     kept = {}
     for split, values in raw.items():
-        missing = np.array([v is None or (isinstance(v, (int, np.integer)) and v < 0) for v in values])
+        missing = np.array([_missing_label(v, class_label) for v in values], dtype=bool)
         if missing.all():
             continue
         if missing.any():
@@ -106,16 +160,30 @@ def _encode_labels(found: dict[str, Any], column: str, info: DatasetInfo):
         kept[split] = values
     if "train" not in kept:
         raise DataError(f"dataset {info.name!r}: the training split has no labels in column {column!r}")
-    if feature is not None and hasattr(feature, "names"):
+    if class_label:
         names = list(feature.names)
         labels = {s: v.astype(np.int64) for s, v in kept.items()}
-    elif all(isinstance(v, (int, np.integer)) for v in kept["train"][:100]):
-        labels = {s: v.astype(np.int64) for s, v in kept.items()}
-        names = [str(i) for i in range(int(max(v.max() for v in labels.values())) + 1)]
+    elif all(_integral(v) for values in kept.values() for v in values):
+        ints = {s: np.array([int(x) for x in v], dtype=np.int64) for s, v in kept.items()}
+        if min(v.min() for v in ints.values()) >= 0:  # already class ids: keep them (and the gaps' names)
+            labels = ints
+            names = [str(i) for i in range(int(max(v.max() for v in labels.values())) + 1)]
+        else:
+            values = sorted({int(x) for v in ints.values() for x in v})
+            lookup = {value: i for i, value in enumerate(values)}
+            labels = {s: np.array([lookup[int(x)] for x in v], dtype=np.int64) for s, v in ints.items()}
+            names = [str(value) for value in values]
     else:
         names = sorted({str(x) for v in kept.values() for x in v})
         lookup = {name: i for i, name in enumerate(names)}
         labels = {s: np.array([lookup[str(x)] for x in v], dtype=np.int64) for s, v in kept.items()}
+    present = np.unique(labels["train"])
+    if len(present) < 2:
+        shown = ", ".join(names[i] for i in present)
+        raise DataError(
+            f"dataset {info.name!r}: column {column!r} holds {len(present)} class ({shown}) in the training "
+            "split; a classification task needs at least 2"
+        )
     info.class_names, info.n_classes = names, len(names)
     return {s: found[s] for s in kept}, labels
 
@@ -156,6 +224,29 @@ def _image_column(spec: DatasetSpec, table) -> str:
     raise DataError(f"dataset {spec.name!r}: no image column among {', '.join(names)}; set columns.image")
 
 
+def _decoded_images(spec: DatasetSpec, table, column: str) -> list:
+    """The column's images, decoded here so that a garbage or truncated file is named (datasets' lazy
+    decoding raises a bare PIL error from deep inside, without the file)."""
+    from datasets import Image
+    from PIL import Image as PILImage
+
+    if not isinstance(table.features[column], Image):
+        return _column(table, column)
+    images = []
+    for row, item in enumerate(table.cast_column(column, Image(decode=False))[column]):
+        where = item.get("path") or f"row {row}"
+        try:
+            image = PILImage.open(io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"])
+            image.load()
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unreadable and truncated files
+            raise DataError(
+                f"dataset {spec.name!r}: cannot decode image {where!r} ({type(err).__name__}: {err}); "
+                "replace or delete that file"
+            ) from None
+        images.append(image)
+    return images
+
+
 def _images(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[str, np.ndarray]:
     # Lazy here and below: each modality imports its own stack, so preparing one dataset loads only what it needs.
     import torch
@@ -169,7 +260,7 @@ def _images(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict
             images = torch.as_tensor(table[column])
             images = images[:, None] if images.ndim == 3 else images
         else:
-            pil = _column(table, column)
+            pil = _decoded_images(spec, table, column)
             mode = "L" if all(im.mode in ("L", "1") for im in pil[:256]) else "RGB"
             tensors = [v2.functional.pil_to_tensor(im.convert(mode)) for im in pil]
             if spec.image_size is None and len({t.shape for t in tensors}) > 1:
@@ -228,6 +319,12 @@ def _texts(spec: DatasetSpec, found: dict[str, Any], info: DatasetInfo) -> dict[
     pair = spec.columns.get("text_pair")
     texts = {s: [str(t or "") for t in _column(found[s], column)] for s in SPLITS}
     pairs = {s: [str(t or "") for t in _column(found[s], pair)] for s in SPLITS} if pair else None
+    for name, split_texts in ((column, texts), (pair, pairs)):
+        if split_texts is not None and not any(t.strip() for t in split_texts["train"]):
+            raise DataError(
+                f"dataset {spec.name!r}: text column {name!r} is empty in every training row; "
+                f"set datasets.{spec.name}.columns.text to the column that holds the text"
+            )
     if spec.tokenizer in ("wordpiece", "bpe"):
         tokenizer = train_tokenizer(texts["train"] + (pairs["train"] if pairs else []), spec.tokenizer, spec.vocab_size)
         tokenizer.enable_truncation(spec.max_length)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,18 @@ def _load_with_datasets(spec: DatasetSpec) -> dict[str, Any]:
         return dict(datasets.load_dataset(builder, **kwargs))
     except (FileNotFoundError, ValueError, TypeError) as err:
         raise DataError(f"dataset {spec.name!r}: datasets.load_dataset({builder!r}) failed: {err}") from err
+    except datasets.exceptions.DatasetGenerationError as err:
+        # The cause (an empty file, a parse error) is what the user can act on; the wrapper says nothing.
+        cause = err.__cause__ or err
+        detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        raise DataError(
+            f"dataset {spec.name!r}: cannot read {spec.path!r} (datasets.{spec.name}.path) as {spec.source}: "
+            f"{type(cause).__name__}: {detail}" + ("; the file is empty" if _empty_file(path) else "")
+        ) from None
+
+
+def _empty_file(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == 0
 
 
 def _load_text_folder(spec: DatasetSpec, root: Path, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -192,10 +205,18 @@ IDX_FILES = {
 def read_idx(path: str | Path) -> np.ndarray:
     """One IDX file (MNIST format), gzipped or not."""
     path = Path(path)
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, OSError, zlib.error) as err:  # truncated (EOFError) or corrupt (BadGzipFile) archives
+        raise DataError(f"{str(path)!r} is a truncated or corrupt .gz file ({err}); copy it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
         raise DataError(f"{str(path)!r} is not an IDX file (bad magic number)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(
+            f"{str(path)!r}: truncated IDX header ({len(raw)} bytes; {ndim} dimensions need {4 + 4 * ndim}); "
+            "copy the file again"
+        )
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):

@@ -1,5 +1,7 @@
 # Shared state and input functions. No rule holds logic; this file only maps the
 # validated config onto file paths.
+import re
+
 from metalr.evaluate.protocol import EVALUATION_TABLES
 from metalr.meta.variants import meta_variants
 from metalr.paths import ResultsLayout
@@ -14,6 +16,7 @@ from metalr.pipeline import (
     training_settings_hash,
 )
 from metalr.schedulers import META
+from metalr.trajectories import ParquetInputError, check_parquet_inputs
 
 # CONFIG (the validated, typed config) is defined in the Snakefile.
 LAYOUT = ResultsLayout(CONFIG.results)
@@ -25,8 +28,8 @@ ON_POLICY_PHASE = "(collect|metaval)-r[0-9]+"
 
 
 wildcard_constraints:
-    task="|".join(sorted(CONFIG.tasks)),
-    dataset="|".join(sorted(CONFIG.dataset_specs)),
+    task="|".join(re.escape(t) for t in sorted(CONFIG.tasks)),
+    dataset="|".join(re.escape(d) for d in sorted(CONFIG.dataset_specs)),
 
 
 def dataset_params(wildcards):
@@ -145,6 +148,29 @@ def fit_inputs(wildcards):
         inputs[f"{base}_trajectories"] = [LAYOUT.trajectories(p, t) for p, t in tasks]
         inputs[f"{base}_forks"] = [LAYOUT.forks(p) for p in phases if CONFIG.phase_tasks(p)]
     return inputs
+
+
+def intermediates():
+    """Every file a later stage reads, as targets of rule all: one deleted by hand is rebuilt.
+
+    (Snakemake otherwise rebuilds a missing intermediate only when a final output is out of date.)
+    """
+    phases = [p for base in ("collect", "metaval") for p in CONFIG.collection_phases(base)] + ["eval"]
+    files = [f for phase in phases for f in phase_runs(phase) + phase_trajectories(phase)]
+    files += [LAYOUT.forks(p) for p in phases if p != "eval" and CONFIG.phase_tasks(p)]
+    for phase in phases:
+        for path in phase_meta_checkpoints(CONFIG, LAYOUT, phase).values():
+            files += [f"{path}/model.safetensors", f"{path}/config.json"]
+    return sorted(set(files))
+
+
+# A corrupt Parquet intermediate is named (and how to rebuild it) while Snakemake reads the
+# workflow, before any job starts: a started job would first remove its own, still good,
+# outputs (a fit of round 0 whose input part was truncated lost round 0's checkpoint).
+try:
+    check_parquet_inputs(f for f in intermediates() if f.endswith(".parquet"))
+except ParquetInputError as err:
+    raise WorkflowError(str(err)) from None
 
 
 def final_weights():
