@@ -56,6 +56,29 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     ),
 }
 ALL_FEATURES = CORE_FEATURES + tuple(f for group in FEATURE_GROUPS.values() for f in group)
+# The observed columns each input is computed from (beyond step, lr and the budget). An input
+# whose columns a run never supplied holds its not-yet-seen value, which is no evidence of an
+# unusual run, so the out-of-distribution check skips it.
+FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
+    "log_loss_rel": ("loss_ema",),
+    "loss_slope": ("loss_ema",),
+    "loss_slope_long": ("loss_ema",),
+    "log_grad_rel": ("grad_norm",),
+    "log_upd_ratio": ("upd_ratio",),
+    "grad_cos": ("grad_cos_prev",),
+    "lr_lambda": ("curv_lr_lambda",),
+    "curv_age": ("curv_lr_lambda",),
+    "log_val_rel": ("val_loss",),
+    "val_gap": ("val_loss", "loss_ema"),
+    "val_age": ("val_loss",),
+    "unc_confidence": ("unc_confidence",),
+    "log_entropy_rel": ("unc_entropy",),
+    "log_throughput_rel": ("res_samples_per_s",),
+    "log_rss_gb": ("res_cpu_rss_mb",),
+    "log_data_size": ("res_data_size",),
+    "log_data_classes": ("res_data_classes",),
+    "log_data_features": ("res_data_features",),
+}
 MAIN_GROUPS = ("loss", "gradients", "curvature", "validation", "uncertainty")
 INPUT_FEATURES = CORE_FEATURES + tuple(f for g in MAIN_GROUPS for f in FEATURE_GROUPS[g])
 PROGRESS_ONLY_FEATURES = ("progress", "log_lr_rel")
@@ -118,7 +141,10 @@ def _finite(value) -> float | None:
 def _log_ratio(a: float | None, b: float | None) -> float:
     if a is None or b is None:
         return 0.0
-    return math.log(max(abs(a), _EPS) / max(abs(b), _EPS))
+    a, b = max(abs(a), _EPS), max(abs(b), _EPS)
+    ratio = a / b
+    # Magnitudes near the float limits overflow the ratio to inf or 0 (math.log(0) raises).
+    return math.log(ratio) if 0.0 < ratio < math.inf else math.log(a) - math.log(b)
 
 
 def _log10(value: float | None, default: float = 0.0) -> float:
@@ -163,7 +189,8 @@ class InputBuilder:
         last, first = self.last.get, self.first.get
         step = last("step", 0.0)
         if self.grad_ref is None and self.grad_window:
-            self.grad_ref = float(np.mean(self.grad_window))
+            with np.errstate(over="ignore"):
+                self.grad_ref = float(np.mean(self.grad_window))
         loss = last("loss_ema")
         history = self.loss_history
         slope = _log_ratio(loss, history[-1]) if history else 0.0
@@ -194,8 +221,10 @@ class InputBuilder:
             "log_data_classes": math.log1p(max(last("res_data_classes", 0.0), 0.0)),
             "log_data_features": _log10(last("res_data_features")),
         }
-        vector = np.array([values[name] for name in ALL_FEATURES], dtype=np.float32)
-        return np.clip(vector, -_CLIP, _CLIP)
+        with np.errstate(over="ignore", invalid="ignore"):
+            vector = np.array([values[name] for name in ALL_FEATURES], dtype=np.float32)
+        # Beyond float32 (or inf - inf from extreme inputs): clip, and read NaN as "no change".
+        return np.clip(np.nan_to_num(vector, nan=0.0), -_CLIP, _CLIP)
 
     def state_dict(self) -> dict:
         return {
