@@ -155,6 +155,15 @@ def _cmd_validate(args, config, layout) -> None:
     )
 
 
+def _cmd_export_pretrained(args, config, layout) -> None:
+    from metalr.meta.pretrained import export_pretrained
+
+    target = export_pretrained(
+        args.checkpoint, args.config, args.name, results=args.evaluated, notes=args.notes, destination=args.to
+    )
+    print(f"exported {args.checkpoint} (fitted with {args.config}) to {target}")
+
+
 def _phase(text: str) -> str:
     if re.fullmatch(r"(collect|metaval)(-r[1-9][0-9]*)?|eval", text) is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a phase; use collect, metaval, eval, or collect-r1 ...")
@@ -207,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_parser("inspect", help="summarise any results Parquet file or folder (no config needed)")
     p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories")
     p.set_defaults(func=_cmd_inspect, needs_config=False)
+    p = add_parser(
+        "export-pretrained",
+        help="ship a fitted checkpoint as metalr/pretrained/<name> with provenance",
+        description="Copy a fitted meta-learner checkpoint into the package (metalr/pretrained/<name>/) and "
+        "record its provenance (the --config it was fitted with, its hash, the commit, the tasks it saw) and "
+        "file hashes. Example: metalr export-pretrained results/meta/round-1/meta --config config/pretrain.yaml",
+    )
+    p.add_argument("checkpoint", help="a fitted checkpoint directory, e.g. results/meta/round-1/meta")
+    p.add_argument("--name", default="default", help="shipped name (default: %(default)s)")
+    p.add_argument("--to", default=None, help="write here instead of metalr/pretrained/<name>")
+    p.add_argument("--evaluated", default=None, help="results directory whose summary.parquet holds held-out results")
+    p.add_argument("--notes", default=None, help="free text kept in the provenance (e.g. the fitting's CPU time)")
+    p.set_defaults(func=_cmd_export_pretrained, needs_config=False)
     return parser
 
 

@@ -147,6 +147,10 @@ def _log_ratio(a: float | None, b: float | None) -> float:
     return math.log(ratio) if 0.0 < ratio < math.inf else math.log(a) - math.log(b)
 
 
+def _clip(value: float) -> float:
+    return 0.0 if value != value else min(max(value, -_CLIP), _CLIP)
+
+
 def _log10(value: float | None, default: float = 0.0) -> float:
     return default if value is None else math.log10(max(value, _EPS))
 
@@ -221,10 +225,9 @@ class InputBuilder:
             "log_data_classes": math.log1p(max(last("res_data_classes", 0.0), 0.0)),
             "log_data_features": _log10(last("res_data_features")),
         }
-        with np.errstate(over="ignore", invalid="ignore"):
-            vector = np.array([values[name] for name in ALL_FEATURES], dtype=np.float32)
-        # Beyond float32 (or inf - inf from extreme inputs): clip, and read NaN as "no change".
-        return np.clip(np.nan_to_num(vector, nan=0.0), -_CLIP, _CLIP)
+        # Clipped before the float32 cast, which would overflow; NaN (inf - inf from extreme
+        # inputs) reads as "no change".
+        return np.array([_clip(values[name]) for name in ALL_FEATURES], dtype=np.float32)
 
     def state_dict(self) -> dict:
         return {

@@ -31,10 +31,22 @@ from metalr.meta.pretrained import pretrained_path
 logger = logging.getLogger(__name__)
 
 # Keys of a pipeline trajectory row that are neither probe columns nor read by the inputs.
-_ROW_KEYS = frozenset({"run_id", "epoch", "progress", "lr_change_reason", "lr_change", "loss"})
+_ROW_KEYS = frozenset({"run_id", "epoch", "progress", "lr_change_reason", "lr_change", "res_step_time_s", "loss"})
 # Attributes that state_dict() leaves out: objects, and what __init__ derives from the checkpoint.
 _NOT_STATE = frozenset(
-    {"optimizer", "learner", "inputs", "_recurrent", "tracker", "_loss_ema", "_input_mean", "_input_std", "_known"}
+    {
+        "optimizer",
+        "learner",
+        "inputs",
+        "_recurrent",
+        "tracker",
+        "_loss_ema",
+        "_input_mean",
+        "_input_std",
+        "_known",
+        "_unsupplied_for",
+        "_unsupplied_mask",
+    }
 )
 
 
@@ -99,6 +111,7 @@ class MetaScheduler(LRScheduler):
         std = self.learner.input_std.detach().cpu().numpy().astype(np.float64)
         self._input_std = np.where(std > 0, std, np.inf)
         self._known = frozenset(OBSERVED_COLUMNS) | _ROW_KEYS
+        self._unsupplied_for, self._unsupplied_mask = -1, np.zeros(0, dtype=bool)
         self.tracker = None
         self._loss_ema = LossEMA(loss_ema_beta)
         base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
@@ -177,13 +190,14 @@ class MetaScheduler(LRScheduler):
         self.last_val_metric = metric
 
     def _warn_unknown(self, keys: list[str]) -> None:
-        if len(self._known) == len(OBSERVED_COLUMNS) + len(_ROW_KEYS):
-            # Every probe column is a name a pipeline row may carry (pyarrow-typed: loaded late).
-            from metalr.features import probe_columns
+        # Every probe column is a name a pipeline row may carry (pyarrow-typed: loaded late).
+        from metalr.features import probe_columns
 
-            self._known = self._known | frozenset(probe_columns())
-        unknown = sorted({k for k in keys if k not in self._known} - set(self.warned_keys))
+        self._known = self._known | frozenset(probe_columns())
+        unknown = sorted({k for k in keys if k not in self._known})
         if unknown:
+            # Known from now on: warned once, and off the per-step path.
+            self._known = self._known | frozenset(unknown)
             self.warned_keys += unknown
             logger.warning(
                 "MetaScheduler.observe: ignoring unknown feature(s) %s; known: loss, %s",
@@ -206,18 +220,20 @@ class MetaScheduler(LRScheduler):
     def _unsupplied(self) -> np.ndarray:
         """Mask of the inputs whose columns no observation has supplied yet."""
         seen = self.inputs.first
-        return np.array([not all(c in seen for c in FEATURE_SOURCES.get(f, ())) for f in self.features])
+        if self._unsupplied_for != len(seen):  # columns are only ever added
+            self._unsupplied_for = len(seen)
+            self._unsupplied_mask = np.array(
+                [not all(c in seen for c in FEATURE_SOURCES.get(f, ())) for f in self.features]
+            )
+        return self._unsupplied_mask
 
-    @torch.no_grad()
     def _decide(self) -> None:
         device = self.learner.input_mean.device
         vector = self.inputs.decision_vector()[self.feature_index]
-        with np.errstate(invalid="ignore", over="ignore"):
-            z = np.abs((vector - self._input_mean) / self._input_std)
-        z[self._unsupplied() | ~np.isfinite(z)] = 0.0
-        tensor = torch.as_tensor(vector, device=device).view(1, 1, -1)
-        proposal, self._recurrent = self.learner(tensor, self._recurrent)
-        proposal = float(proposal.item())
+        # Finite: the vector is clipped, the mean finite and a zero std was made inf.
+        z = np.abs((vector - self._input_mean) / self._input_std)
+        z[self._unsupplied()] = 0.0
+        proposal, self._recurrent = self.learner.decide(torch.as_tensor(vector, device=device), self._recurrent)
         self.decisions += 1
         reason = f"meta decision a={proposal:+.2f}"
         worst = int(z.argmax())
@@ -257,9 +273,9 @@ class MetaScheduler(LRScheduler):
 
 
 def _to_cpu(state):
-    """The learner's carried state (a tensor, or a tuple of them for the LSTM) on the CPU."""
-    return state.cpu() if isinstance(state, torch.Tensor) else [t.cpu() for t in state]
+    """The learner's carried state (a tensor, or nested tuples of them: LSTM, Transformer cache) on the CPU."""
+    return state.cpu() if isinstance(state, torch.Tensor) else [_to_cpu(t) for t in state]
 
 
 def _to_device(state, device):
-    return state.to(device) if isinstance(state, torch.Tensor) else tuple(t.to(device) for t in state)
+    return state.to(device) if isinstance(state, torch.Tensor) else tuple(_to_device(t, device) for t in state)
