@@ -7,8 +7,7 @@ import re
 
 import pytest
 import torch
-from meta_fixtures import fitted_checkpoint
-from torch.optim.lr_scheduler import CosineAnnealingLR
+from meta_fixtures import cosine_lrs, fitted_checkpoint
 
 from metalr.schedulers import MetaScheduler
 
@@ -48,22 +47,11 @@ def _run(snippet: str, monkeypatch, checkpoint=None) -> tuple[list[float], dict]
     return lrs, namespace
 
 
-def _cosine(base_lr: float, budget: int) -> list[float]:
-    reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
-    cosine = CosineAnnealingLR(reference, T_max=budget)
-    lrs = []
-    for _ in range(budget):
-        lrs.append(cosine.get_last_lr()[0])
-        reference.step()
-        cosine.step()
-    return lrs
-
-
 def test_the_readme_loop_is_at_most_20_lines(snippet):
     assert len([line for line in snippet.splitlines() if line.strip()]) <= 20
 
 
-def test_the_readme_loop_on_the_pretrained_default_rarely_falls_back_and_leaves_cosine(snippet, monkeypatch, capsys):
+def test_the_readme_loop_on_the_pretrained_default_rarely_falls_back_and_leavescosine_lrs(snippet, monkeypatch, capsys):
     lrs, namespace = _run(snippet, monkeypatch)
     scheduler, budget = namespace["scheduler"], namespace["budget"]
     assert scheduler.last_epoch == budget and len(lrs) == budget
@@ -72,12 +60,12 @@ def test_the_readme_loop_on_the_pretrained_default_rarely_falls_back_and_leaves_
     assert scheduler.fallback_rate < 0.05
     assert "fallback rate" in capsys.readouterr().out  # the snippet prints it
     assert all(math.isfinite(lr) and lr >= 0 for lr in lrs)
-    assert lrs != pytest.approx(_cosine(lrs[0], budget), rel=1e-3)
+    assert lrs != pytest.approx(cosine_lrs(lrs[0], budget), rel=1e-3)
 
 
 def test_the_readme_loop_follows_cosine_with_an_untrained_checkpoint(snippet, tmp_path, monkeypatch):
     lrs, namespace = _run(snippet, monkeypatch, fitted_checkpoint(tmp_path / "ckpt"))
-    assert lrs == pytest.approx(_cosine(lrs[0], namespace["budget"]), rel=1e-12, abs=1e-15)
+    assert lrs == pytest.approx(cosine_lrs(lrs[0], namespace["budget"]), rel=1e-12, abs=1e-15)
 
 
 def test_the_readme_loops_features_move_a_fitted_schedule(snippet, tmp_path, monkeypatch):
