@@ -17,8 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from metalr.meta.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint
 
 SUMS = "SHA256SUMS"
@@ -83,6 +81,8 @@ def export_pretrained(
 ) -> Path:
     """Copy the fitted checkpoint directory ``checkpoint`` into ``metalr/pretrained/<name>``
     (or ``destination``) with provenance; returns the directory written."""
+    import yaml
+
     from metalr.config import load_config, stable_hash  # pipeline config: only for exporting
 
     checkpoint, config_file = Path(checkpoint), Path(config_file)

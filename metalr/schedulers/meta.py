@@ -13,7 +13,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from metalr.features.basic import LossEMA
+from metalr.ema import LossEMA
 from metalr.meta.checkpoint import load_checkpoint
 from metalr.meta.inputs import (
     FEATURE_SOURCES,
