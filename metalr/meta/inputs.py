@@ -107,6 +107,8 @@ OBSERVED_COLUMNS = (
     "res_data_features",
 )
 
+_TRACKED = OBSERVED_COLUMNS[1:]
+
 
 def cosine_factor(update: int, budget: int) -> float:
     """The default schedule's multiplier for optimizer update ``update`` (1-based).
@@ -169,17 +171,25 @@ class InputBuilder:
         self.loss_history: list[float] = []  # loss EMA at the last decisions
 
     def update(self, features: Mapping[str, object]) -> None:
+        """Per-step work: only the running statistics (last, first, age) of the columns present."""
         step = _finite(features.get("step"))
         if step is not None:
             self.last["step"] = step
         now = self.last.get("step", 0.0)
-        for column in OBSERVED_COLUMNS[1:]:
-            value = _finite(features.get(column))
+        get, last, first, seen_at = features.get, self.last, self.first, self.seen_at
+        for column in _TRACKED:
+            value = get(column)
             if value is None:
                 continue
-            self.last[column] = value
-            self.first.setdefault(column, value)
-            self.seen_at[column] = now
+            # Plain finite floats (nearly every value) skip the conversion call.
+            if type(value) is not float or value - value != 0.0:
+                value = _finite(value)
+                if value is None:
+                    continue
+            last[column] = value
+            if column not in first:
+                first[column] = value
+            seen_at[column] = now
             if column == "grad_norm" and self.grad_ref is None:
                 self.grad_window.append(value)
 
