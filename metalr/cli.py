@@ -159,7 +159,13 @@ def _cmd_export_pretrained(args, config, layout) -> None:
     from metalr.meta.pretrained import export_pretrained
 
     target = export_pretrained(
-        args.checkpoint, args.config, args.name, results=args.evaluated, notes=args.notes, destination=args.to
+        args.checkpoint,
+        args.config,
+        args.name,
+        commit=args.commit,
+        results=args.evaluated,
+        notes=args.notes,
+        destination=args.to,
     )
     print(f"exported {args.checkpoint} (fitted with {args.config}) to {target}")
 
@@ -227,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="default", help="shipped name (default: %(default)s)")
     p.add_argument("--to", default=None, help="write here instead of metalr/pretrained/<name>")
     p.add_argument("--evaluated", default=None, help="results directory whose summary.parquet holds held-out results")
+    p.add_argument("--commit", default=None, help="the commit that fitted it (default: git HEAD of the config's repo)")
     p.add_argument("--notes", default=None, help="free text kept in the provenance (e.g. the fitting's CPU time)")
     p.set_defaults(func=_cmd_export_pretrained, needs_config=False)
     return parser
