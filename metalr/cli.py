@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from metalr import __version__
-from metalr.config import PipelineConfig, default_config_path, load_config
+from metalr.config import ConfigError, PipelineConfig, default_config_path, load_config
 from metalr.paths import ResultsLayout
 
 DEFAULT_CONFIG = "config/config.yaml"
@@ -201,6 +201,23 @@ def _cmd_validate(args, config, layout) -> None:
     )
 
 
+def _cmd_export_pretrained(args, config, layout) -> None:
+    from metalr.meta.pretrained import export_pretrained
+
+    if args.config is None:
+        raise ConfigError("export-pretrained needs --config, the config the checkpoint was fitted with")
+    target = export_pretrained(
+        args.checkpoint,
+        args.config,
+        args.name,
+        commit=args.commit,
+        results=args.evaluated,
+        notes=args.notes,
+        destination=args.to,
+    )
+    print(f"exported {args.checkpoint} (fitted with {args.config}) to {target}")
+
+
 def _phase(text: str) -> str:
     if re.fullmatch(r"(collect|metaval)(-r[1-9][0-9]*)?|eval", text) is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a phase; use collect, metaval, eval, or collect-r1 ...")
@@ -271,6 +288,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "draw the per-task curves, the LR-schedule gallery and the performance profiles",
         "Draw the per-task curves, the LR-schedule gallery and the performance profiles.",
         "metalr plot --config config/smoke.yaml",
+    ),
+    "export-pretrained": (
+        "ship a fitted checkpoint as metalr/pretrained/<name> with provenance",
+        "Copy a fitted meta-learner checkpoint into the package (metalr/pretrained/<name>/) and record its "
+        "provenance (the --config it was fitted with, its hash, the commit, the tasks it saw) and file hashes.",
+        "metalr export-pretrained results/pretrain/meta/round-1/meta --config config/pretrain.yaml",
     ),
     "inspect": (
         "summarise any results Parquet file or folder (no config needed)",
@@ -343,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_parser("plot", _cmd_plot)
     p = add_parser("inspect", _cmd_inspect, needs_config=False)
     p.add_argument("path", help="a .parquet file, or a folder such as results/trajectories (or results/<name>/...)")
+    p = add_parser("export-pretrained", _cmd_export_pretrained, needs_config=False)
+    p.add_argument("checkpoint", help="a fitted checkpoint directory, e.g. results/meta/round-1/meta")
+    p.add_argument("--name", default="default", help="shipped name (default: %(default)s)")
+    p.add_argument("--to", default=None, help="write here instead of metalr/pretrained/<name>")
+    p.add_argument("--evaluated", default=None, help="results directory whose summary.parquet holds held-out results")
+    p.add_argument("--commit", default=None, help="the commit that fitted it (default: git HEAD of the config's repo)")
+    p.add_argument("--notes", default=None, help="free text kept in the provenance (e.g. the fitting's CPU time)")
     return parser
 
 

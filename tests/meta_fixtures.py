@@ -36,3 +36,15 @@ def fitted_checkpoint(directory: str | Path, random_weights: bool = False, **met
             torch.nn.init.normal_(parameter, std=0.5)
     save_checkpoint(model, {**asdict(config), "features": list(INPUT_FEATURES)}, directory)
     return Path(directory)
+
+
+def cosine_lrs(base_lr: float, budget: int) -> list[float]:
+    """The LR of each of ``budget`` updates under torch's ``CosineAnnealingLR(T_max=budget)``."""
+    reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=budget)
+    lrs = []
+    for _ in range(budget):
+        lrs.append(cosine.get_last_lr()[0])
+        reference.step()
+        cosine.step()
+    return lrs

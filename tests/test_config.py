@@ -142,7 +142,7 @@ def test_bench_config_makes_aggregate_claims_on_twelve_held_out_tasks_and_ten_se
     assert is_indicative(len(load_config(repo / "config" / "config.yaml").held_out), 5)
 
 
-SHIPPED = ("config.yaml", "smoke.yaml", "bench.yaml", "full.yaml", "shared-data.yaml")
+SHIPPED = ("config.yaml", "smoke.yaml", "bench.yaml", "full.yaml", "shared-data.yaml", "pretrain.yaml")
 
 
 @pytest.mark.parametrize("path", [f"config/{name}" for name in SHIPPED] + [".test/config/config.yaml"])

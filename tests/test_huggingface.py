@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from meta_fixtures import fitted_checkpoint
+from meta_fixtures import cosine_lrs, fitted_checkpoint
 from torch import nn
-from torch.optim.lr_scheduler import CosineAnnealingLR
 from transformers import Trainer, TrainingArguments
 
 from metalr.integrations.huggingface import meta_scheduler_for_trainer
@@ -95,14 +94,7 @@ def test_eval_losses_reach_the_scheduler_at_the_update_they_were_computed(tmp_pa
 
 def test_an_untrained_checkpoint_gives_torch_cosine_under_the_trainer(tmp_path):
     _, history, _ = _train(fitted_checkpoint(tmp_path / "ckpt"), tmp_path)
-    reference = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=BASE_LR)
-    cosine = CosineAnnealingLR(reference, T_max=STEPS)
-    expected = []
-    for _ in range(STEPS):
-        expected.append(cosine.get_last_lr()[0])
-        reference.step()
-        cosine.step()
-    assert _trainer_lrs(history) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert _trainer_lrs(history) == pytest.approx(cosine_lrs(BASE_LR, STEPS), rel=1e-12, abs=1e-15)
 
 
 def test_trainer_lrs_equal_a_meta_scheduler_replaying_the_observed_features(tmp_path):

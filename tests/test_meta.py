@@ -299,3 +299,20 @@ def test_the_search_grid_crosses_hidden_sizes_and_meta_lrs_and_defaults_to_one_p
     grid = MetaConfig(search_hidden=(128, 256), search_lr=(1e-4, 1e-3)).search_points()
     assert [(p.hidden, p.lr) for p in grid] == [(128, 1e-4), (128, 1e-3), (256, 1e-4), (256, 1e-3)]
     assert [(p.hidden, p.lr) for p in MetaConfig(hidden=64, lr=0.003).search_points()] == [(64, 0.003)]
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_one_decision_at_a_time_matches_the_whole_sequence(arch):
+    """decide() (cell kernels, the Transformer's key/value cache) is forward() on the sequence so far."""
+    torch.manual_seed(0)
+    model = ARCHITECTURES[arch](len(INPUT_FEATURES), 16, 2).eval()
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    inputs = torch.randn(1, 25, len(INPUT_FEATURES))
+    with torch.no_grad():
+        whole, _ = model(inputs)
+    state, stepwise = None, []
+    for t in range(inputs.shape[1]):
+        proposal, state = model.decide(inputs[0, t], state)
+        stepwise.append(proposal)
+    assert stepwise == pytest.approx(whole[0].tolist(), abs=1e-5)

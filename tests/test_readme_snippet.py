@@ -1,18 +1,18 @@
-"""README's own-loop example runs as printed, against a test checkpoint, and feeds real features."""
+"""README's own-loop example runs as printed through the shipped pretrained default."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 import torch
-from meta_fixtures import fitted_checkpoint
-from torch.optim.lr_scheduler import CosineAnnealingLR
+from meta_fixtures import cosine_lrs, fitted_checkpoint
 
 from metalr.schedulers import MetaScheduler
 
 SECTION = "## Use a fitted meta-scheduler in your own loop"
-PLACEHOLDER = '"results/meta/round-1/meta"'
+PRETRAINED = '"default"'
 
 
 def _code_blocks(readme: str) -> list[str]:
@@ -26,66 +26,64 @@ def snippet(repo) -> str:
     return _code_blocks((repo / "README.md").read_text())[0]
 
 
-def _run(snippet: str, checkpoint, monkeypatch) -> tuple[list[dict], dict]:
-    """Execute the snippet with its checkpoint path pointed at ``checkpoint``; returns observed rows, namespace."""
-    assert snippet.count(PLACEHOLDER) == 1
-    observed: list[dict] = []
-    observe = MetaScheduler.observe
+def _run(snippet: str, monkeypatch, checkpoint=None) -> tuple[list[float], dict]:
+    """Execute the snippet (on ``checkpoint`` instead of the shipped default when given);
+    returns the LR of every update and the snippet's namespace."""
+    assert snippet.count(PRETRAINED) == 1
+    lrs: list[float] = []
+    step = MetaScheduler.step
 
-    def recording(self, features):
-        observed.append(dict(features))
-        observe(self, features)
+    def recording(self, *args, **kwargs):
+        if self.last_epoch >= 0:  # not the constructor's initial step
+            lrs.append(self.get_last_lr()[0])  # the LR the update just made used
+        step(self, *args, **kwargs)
 
-    monkeypatch.setattr(MetaScheduler, "observe", recording)
+    monkeypatch.setattr(MetaScheduler, "step", recording)
     torch.manual_seed(0)
     namespace: dict = {}
-    exec(compile(snippet.replace(PLACEHOLDER, repr(str(checkpoint))), "README.md", "exec"), namespace)
-    monkeypatch.undo()  # schedulers the test builds afterwards must not record into ``observed``
-    return observed, namespace
+    code = snippet if checkpoint is None else snippet.replace(PRETRAINED, repr(str(checkpoint)))
+    exec(compile(code, "README.md", "exec"), namespace)
+    monkeypatch.undo()
+    return lrs, namespace
 
 
 def test_the_readme_loop_is_at_most_20_lines(snippet):
     assert len([line for line in snippet.splitlines() if line.strip()]) <= 20
 
 
-def test_the_readme_loop_runs_its_budget_and_passes_loss_gradient_and_validation_features(
-    snippet, tmp_path, monkeypatch
-):
-    observed, namespace = _run(snippet, fitted_checkpoint(tmp_path / "ckpt"), monkeypatch)
-    budget = namespace["budget"]
-    assert namespace["scheduler"].last_epoch == budget
-    assert [row["step"] for row in observed] == list(range(1, budget + 1))
-    for key in ("loss_train", "loss_ema", "grad_norm", "lr"):
-        assert all(isinstance(row[key], float) and row[key] > 0 for row in observed), key
-    validated = [row["step"] for row in observed if "val_loss" in row]
-    assert validated and len(validated) < budget / 5  # at intervals, not every step
-    assert observed[-1]["loss_ema"] < observed[0]["loss_ema"]  # the toy model learns
+def test_the_readme_loop_on_the_pretrained_default_rarely_falls_back_and_leavescosine_lrs(snippet, monkeypatch, capsys):
+    lrs, namespace = _run(snippet, monkeypatch)
+    scheduler, budget = namespace["scheduler"], namespace["budget"]
+    assert scheduler.last_epoch == budget and len(lrs) == budget
+    assert scheduler.decisions > 10
+    print(f"fallback rate {scheduler.fallback_rate:.3f} over {scheduler.decisions} decisions")
+    assert scheduler.fallback_rate < 0.05
+    assert "fallback rate" in capsys.readouterr().out  # the snippet prints it
+    assert all(math.isfinite(lr) and lr >= 0 for lr in lrs)
+    assert lrs != pytest.approx(cosine_lrs(lrs[0], budget), rel=1e-3)
 
 
 def test_the_readme_loop_follows_cosine_with_an_untrained_checkpoint(snippet, tmp_path, monkeypatch):
-    observed, namespace = _run(snippet, fitted_checkpoint(tmp_path / "ckpt"), monkeypatch)
-    reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=observed[0]["lr"])
-    cosine = CosineAnnealingLR(reference, T_max=namespace["budget"])
-    expected = []
-    for _ in observed:
-        expected.append(cosine.get_last_lr()[0])
-        reference.step()
-        cosine.step()
-    assert [row["lr"] for row in observed] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    lrs, namespace = _run(snippet, monkeypatch, fitted_checkpoint(tmp_path / "ckpt"))
+    assert lrs == pytest.approx(cosine_lrs(lrs[0], namespace["budget"]), rel=1e-12, abs=1e-15)
 
 
 def test_the_readme_loops_features_move_a_fitted_schedule(snippet, tmp_path, monkeypatch):
-    """With weights that read the inputs, the LR leaves cosine: the features the loop passes reach the model."""
-    observed, namespace = _run(snippet, fitted_checkpoint(tmp_path / "ckpt", random_weights=True), monkeypatch)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=observed[0]["lr"])
-    blind = MetaScheduler.from_pretrained(tmp_path / "ckpt", optimizer, namespace["budget"])
+    """With weights that read the inputs, the loop's measured features reach the model."""
+    checkpoint = fitted_checkpoint(tmp_path / "ckpt", random_weights=True)
+    lrs, namespace = _run(snippet, monkeypatch, checkpoint)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lrs[0])
+    blind = MetaScheduler.from_pretrained(checkpoint, optimizer, namespace["budget"])
     blind_lrs = []
-    for row in observed:
-        blind_lrs.append(optimizer.param_groups[0]["lr"])
-        blind.observe({"step": row["step"], "lr": row["lr"]})  # progress and LR only, no run state
+    for _ in lrs:
+        blind_lrs.append(blind.get_last_lr()[0])
+        blind.observe()  # progress and LR only, no run state
         optimizer.step()
         blind.step()
-    assert [row["lr"] for row in observed] != pytest.approx(blind_lrs, rel=1e-3)
+    assert lrs != pytest.approx(blind_lrs, rel=1e-3)
+    assert {"grad_norm", "upd_ratio", "grad_cos_prev", "loss_ema", "val_loss"} <= set(
+        namespace["scheduler"].inputs.first
+    )
 
 
 def test_the_readme_hugging_face_import_resolves(repo):

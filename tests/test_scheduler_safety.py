@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from meta_fixtures import fitted_checkpoint
 
-from metalr.schedulers import ADAPTIVE, build_scheduler
+from metalr.meta.inputs import OBSERVED_COLUMNS, cosine_factor
+from metalr.meta.model import ARCHITECTURES
+from metalr.schedulers import ADAPTIVE, MetaScheduler, build_scheduler
 
 FEATURES = sorted(
     {
@@ -114,3 +118,76 @@ def test_curvature_scheduler_survives_lambda_max_jumping_across_600_orders_of_ma
         lr = optimizer.param_groups[0]["lr"]
         assert math.isfinite(lr) and scheduler.min_lr <= lr <= scheduler.max_lr
     assert scheduler.ignored_inputs == 0  # every value was finite, so every one was used
+
+
+# The MetaScheduler: every column its inputs read (and the ``loss`` keyword), at any magnitude.
+META_COLUMNS = (*OBSERVED_COLUMNS, "loss")
+extremes = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 1e300, -1e300, 1e-300, -1e-300, 1e308, -1e308, 0.0]),
+)
+
+
+@pytest.fixture(scope="module")
+def meta_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    # Random weights so proposals move; a decision every 2 of the 20 steps, so streams of up to
+    # 30 observations cover the steps before the first decision and many after it.
+    root = tmp_path_factory.mktemp("meta")
+    return {
+        arch: fitted_checkpoint(root / arch, random_weights=True, arch=arch, decision_fraction=0.1)
+        for arch in sorted(ARCHITECTURES)
+    }
+
+
+def _assert_meta_lr_in_bounds(scheduler: MetaScheduler, base_lr: float) -> None:
+    lr = scheduler.optimizer.param_groups[0]["lr"]
+    cosine = base_lr * cosine_factor(scheduler.last_epoch + 1, scheduler.budget)
+    assert math.isfinite(lr) and math.isfinite(scheduler.log_mult)
+    assert cosine / 10 * (1 - 1e-9) <= lr <= cosine * 10 * (1 + 1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arch=st.sampled_from(sorted(ARCHITECTURES)),
+    stream=st.lists(st.dictionaries(st.sampled_from(META_COLUMNS), extremes), min_size=1, max_size=30),
+    base_lr=base_lrs,
+    as_keywords=st.booleans(),
+)
+def test_meta_scheduler_never_raises_on_extreme_features(meta_checkpoints, arch, stream, base_lr, as_keywords):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    scheduler = MetaScheduler.from_pretrained(meta_checkpoints[arch], optimizer, 20)
+    for features in stream:
+        optimizer.step()
+        if as_keywords:
+            scheduler.observe(**features)
+        else:
+            scheduler.observe(features)
+        scheduler.step()
+        _assert_meta_lr_in_bounds(scheduler, base_lr)
+    assert 0.0 <= scheduler.fallback_rate <= 1.0
+
+
+def test_meta_scheduler_survives_grad_norm_1e308_observed_twice(meta_checkpoints):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = MetaScheduler.from_pretrained(meta_checkpoints["lstm"], optimizer, 20)
+    for step in range(1, 21):
+        optimizer.step()
+        scheduler.observe({"step": step, "loss_ema": 1.0, "grad_norm": 1e308 if step <= 2 else 1.0})
+        scheduler.step()
+        _assert_meta_lr_in_bounds(scheduler, 1e-3)
+    assert scheduler.decisions == 10
+
+
+def test_meta_scheduler_reads_a_nan_proposal_as_cosine(meta_checkpoints):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = MetaScheduler.from_pretrained(meta_checkpoints["gru"], optimizer, 20)
+    with torch.no_grad():
+        scheduler.learner.head.bias.fill_(math.nan)
+    for step in range(1, 21):
+        optimizer.step()
+        scheduler.observe(loss=1.0 / step)
+        scheduler.step()
+        assert scheduler.log_mult == 0.0
+        _assert_meta_lr_in_bounds(scheduler, 1e-3)
+    assert scheduler.fallback_rate == 1.0

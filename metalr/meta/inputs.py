@@ -56,6 +56,29 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     ),
 }
 ALL_FEATURES = CORE_FEATURES + tuple(f for group in FEATURE_GROUPS.values() for f in group)
+# The observed columns each input is computed from (beyond step, lr and the budget). An input
+# whose columns a run never supplied holds its not-yet-seen value, which is no evidence of an
+# unusual run, so the out-of-distribution check skips it.
+FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
+    "log_loss_rel": ("loss_ema",),
+    "loss_slope": ("loss_ema",),
+    "loss_slope_long": ("loss_ema",),
+    "log_grad_rel": ("grad_norm",),
+    "log_upd_ratio": ("upd_ratio",),
+    "grad_cos": ("grad_cos_prev",),
+    "lr_lambda": ("curv_lr_lambda",),
+    "curv_age": ("curv_lr_lambda",),
+    "log_val_rel": ("val_loss",),
+    "val_gap": ("val_loss", "loss_ema"),
+    "val_age": ("val_loss",),
+    "unc_confidence": ("unc_confidence",),
+    "log_entropy_rel": ("unc_entropy",),
+    "log_throughput_rel": ("res_samples_per_s",),
+    "log_rss_gb": ("res_cpu_rss_mb",),
+    "log_data_size": ("res_data_size",),
+    "log_data_classes": ("res_data_classes",),
+    "log_data_features": ("res_data_features",),
+}
 MAIN_GROUPS = ("loss", "gradients", "curvature", "validation", "uncertainty")
 INPUT_FEATURES = CORE_FEATURES + tuple(f for g in MAIN_GROUPS for f in FEATURE_GROUPS[g])
 PROGRESS_ONLY_FEATURES = ("progress", "log_lr_rel")
@@ -83,6 +106,8 @@ OBSERVED_COLUMNS = (
     "res_data_classes",
     "res_data_features",
 )
+
+_TRACKED = OBSERVED_COLUMNS[1:]
 
 
 def cosine_factor(update: int, budget: int) -> float:
@@ -118,7 +143,14 @@ def _finite(value) -> float | None:
 def _log_ratio(a: float | None, b: float | None) -> float:
     if a is None or b is None:
         return 0.0
-    return math.log(max(abs(a), _EPS) / max(abs(b), _EPS))
+    a, b = max(abs(a), _EPS), max(abs(b), _EPS)
+    ratio = a / b
+    # Magnitudes near the float limits overflow the ratio to inf or 0 (math.log(0) raises).
+    return math.log(ratio) if 0.0 < ratio < math.inf else math.log(a) - math.log(b)
+
+
+def _clip(value: float) -> float:
+    return 0.0 if value != value else min(max(value, -_CLIP), _CLIP)
 
 
 def _log10(value: float | None, default: float = 0.0) -> float:
@@ -139,17 +171,25 @@ class InputBuilder:
         self.loss_history: list[float] = []  # loss EMA at the last decisions
 
     def update(self, features: Mapping[str, object]) -> None:
+        """Per-step work: only the running statistics (last, first, age) of the columns present."""
         step = _finite(features.get("step"))
         if step is not None:
             self.last["step"] = step
         now = self.last.get("step", 0.0)
-        for column in OBSERVED_COLUMNS[1:]:
-            value = _finite(features.get(column))
+        get, last, first, seen_at = features.get, self.last, self.first, self.seen_at
+        for column in _TRACKED:
+            value = get(column)
             if value is None:
                 continue
-            self.last[column] = value
-            self.first.setdefault(column, value)
-            self.seen_at[column] = now
+            # Plain finite floats (nearly every value) skip the conversion call.
+            if type(value) is not float or value - value != 0.0:
+                value = _finite(value)
+                if value is None:
+                    continue
+            last[column] = value
+            if column not in first:
+                first[column] = value
+            seen_at[column] = now
             if column == "grad_norm" and self.grad_ref is None:
                 self.grad_window.append(value)
 
@@ -163,7 +203,8 @@ class InputBuilder:
         last, first = self.last.get, self.first.get
         step = last("step", 0.0)
         if self.grad_ref is None and self.grad_window:
-            self.grad_ref = float(np.mean(self.grad_window))
+            with np.errstate(over="ignore"):
+                self.grad_ref = float(np.mean(self.grad_window))
         loss = last("loss_ema")
         history = self.loss_history
         slope = _log_ratio(loss, history[-1]) if history else 0.0
@@ -194,8 +235,9 @@ class InputBuilder:
             "log_data_classes": math.log1p(max(last("res_data_classes", 0.0), 0.0)),
             "log_data_features": _log10(last("res_data_features")),
         }
-        vector = np.array([values[name] for name in ALL_FEATURES], dtype=np.float32)
-        return np.clip(vector, -_CLIP, _CLIP)
+        # Clipped before the float32 cast, which would overflow; NaN (inf - inf from extreme
+        # inputs) reads as "no change".
+        return np.array([_clip(values[name]) for name in ALL_FEATURES], dtype=np.float32)
 
     def state_dict(self) -> dict:
         return {

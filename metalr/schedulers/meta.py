@@ -13,8 +13,10 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from metalr.ema import LossEMA
 from metalr.meta.checkpoint import load_checkpoint
 from metalr.meta.inputs import (
+    FEATURE_SOURCES,
     INPUT_FEATURES,
     MAX_LOG_MULT,
     MAX_LOG_STEP,
@@ -24,21 +26,54 @@ from metalr.meta.inputs import (
     decision_interval,
     feature_indices,
 )
+from metalr.meta.pretrained import pretrained_path
 
 logger = logging.getLogger(__name__)
+
+# Keys of a pipeline trajectory row that are neither probe columns nor read by the inputs.
+_ROW_KEYS = frozenset({"run_id", "epoch", "progress", "lr_change_reason", "lr_change", "res_step_time_s", "loss"})
+# Attributes that state_dict() leaves out: objects, and what __init__ derives from the checkpoint.
+_NOT_STATE = frozenset(
+    {
+        "optimizer",
+        "learner",
+        "inputs",
+        "_recurrent",
+        "tracker",
+        "_loss_ema",
+        "_input_mean",
+        "_input_std",
+        "_known",
+        "_unsupplied_for",
+        "_unsupplied_mask",
+    }
+)
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    """``value`` within [low, high]; NaN, which min/max would let through, counts as 0 (plain cosine)."""
+    if math.isnan(value):
+        value = 0.0
+    return min(max(value, low), high)
 
 
 class MetaScheduler(LRScheduler):
     """lr = base_lr * cosine(progress) * exp(a), with ``a`` chosen by the meta-learner.
 
-    Call ``observe(features)`` after each optimizer step (the features of that step), then
-    ``step()``. Every ``decision_every`` steps the learner reads the run so far and picks a
-    new log-multiplier ``a``, bounded by |a| <= ln 10 and by a x2 change per decision.
+    Call ``observe(...)`` after each optimizer step, then ``step()``. ``observe`` takes a
+    mapping of trajectory columns (a pipeline row) and/or keywords; ``loss=`` (this batch's
+    loss) feeds the loss EMA, and the step and LR default to the scheduler's own. With
+    ``attach(model)`` (or ``from_pretrained(..., model=model)``) the gradient inputs are
+    measured for you by a ``FeatureTracker``; ``observe_validation(loss)`` adds validation.
+    Every ``decision_every`` steps the learner reads the run so far and picks a new
+    log-multiplier ``a``, bounded by |a| <= ln 10 and by a x2 change per decision.
 
     A decision whose normalised input lies more than ``fallback_z`` meta-training standard
-    deviations from the mean is out of distribution. Such decisions are always counted
-    (``fallback_rate``); with ``fallback=True`` the scheduler then heads back to plain cosine
-    (a -> 0, still at most x2 per decision) and logs why.
+    deviations from the mean is out of distribution; inputs whose columns the run has not
+    supplied yet hold their not-yet-seen value and are not checked (the check is on values, not
+    on absence). Such decisions are always counted (``fallback_rate``); with ``fallback=True``
+    the scheduler then heads back to plain cosine (a -> 0, still at most x2 per decision) and
+    logs why, as a WARNING naming the input and its z the first time in a run.
     """
 
     needs = OBSERVED_COLUMNS
@@ -53,30 +88,50 @@ class MetaScheduler(LRScheduler):
         fallback_z: float = 6.0,
         fallback: bool = True,
         last_epoch: int = -1,
+        loss_ema_beta: float = 0.9,
     ):
         self.learner = learner.eval()
         self.budget = budget
         self.decision_every = decision_every
+        if budget < 1 or decision_every < 1:
+            raise ValueError(f"MetaScheduler: budget and decision_every must be >= 1, got {budget}, {decision_every}")
+        self.features = tuple(features)
         self.feature_index = feature_indices(features)
         self.fallback_z = fallback_z
         self.fallback = fallback
         self.log_mult = 0.0
         self.decisions = 0
         self.ood_decisions = 0
+        self.warned_fallback = False
+        self.warned_keys: list[str] = []
         self.change_reason: str | None = None
         self._recurrent = None
+        # numpy copies: the out-of-distribution check must not sync a GPU at every decision.
+        self._input_mean = self.learner.input_mean.detach().cpu().numpy().astype(np.float64)
+        std = self.learner.input_std.detach().cpu().numpy().astype(np.float64)
+        self._input_std = np.where(std > 0, std, np.inf)
+        self._known = frozenset(OBSERVED_COLUMNS) | _ROW_KEYS
+        self._unsupplied_for, self._unsupplied_mask = -1, np.zeros(0, dtype=bool)
+        self.tracker = None
+        self._loss_ema = LossEMA(loss_ema_beta)
         base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
         self.inputs = InputBuilder(base_lr=base_lr, budget=budget)
         super().__init__(optimizer, last_epoch)
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, optimizer: Optimizer, budget: int, fallback: bool = True
+        cls,
+        path: str | Path,
+        optimizer: Optimizer,
+        budget: int,
+        fallback: bool = True,
+        model: nn.Module | None = None,
     ) -> MetaScheduler:
-        """The scheduler of the checkpoint in directory ``path`` (``model.safetensors`` + ``config.json``)."""
-        learner, config = load_checkpoint(path)
+        """The scheduler of a checkpoint: a directory ``path`` (``model.safetensors`` + ``config.json``),
+        or the name of one shipped with metalr (``"default"``). With ``model``, it is ``attach``-ed."""
+        learner, config = load_checkpoint(pretrained_path(path))
         device = optimizer.param_groups[0]["params"][0].device
-        return cls(
+        scheduler = cls(
             optimizer,
             learner.to(device),
             budget,
@@ -85,10 +140,22 @@ class MetaScheduler(LRScheduler):
             fallback_z=config.get("fallback_z", 6.0),
             fallback=fallback,
         )
+        if model is not None:
+            scheduler.attach(model)
+        return scheduler
+
+    def attach(self, model: nn.Module, every: int = 1):
+        """Measure the gradient inputs of ``model`` at each optimizer step (a ``FeatureTracker``)."""
+        from metalr.features.tracker import FeatureTracker  # pyarrow-typed probes: only for own loops
+
+        if self.tracker is not None:
+            self.tracker.close()
+        self.tracker = FeatureTracker(model, self.optimizer, every)
+        return self.tracker
 
     @property
     def fallback_rate(self) -> float:
-        """Fraction of decisions so far whose inputs were out of distribution."""
+        """Fraction of decisions so far whose inputs were out of distribution, in [0, 1]."""
         return self.ood_decisions / self.decisions if self.decisions else 0.0
 
     def hyperparameters(self) -> dict[str, float | int | str | bool]:
@@ -97,8 +164,53 @@ class MetaScheduler(LRScheduler):
         counters = {"decisions": self.decisions, "ood_decisions": self.ood_decisions}
         return {**settings, "fallback": self.fallback, **counters}
 
-    def observe(self, features: Mapping[str, object]) -> None:
-        self.inputs.update(features)
+
+    def observe(self, features: Mapping[str, object] | None = None, /, **values: object) -> None:
+        """The features of the update just made: a mapping of trajectory columns and/or keywords.
+
+        ``loss`` (the batch loss) feeds the loss EMA unless ``loss_ema`` is given; ``step`` and
+        ``lr`` default to the scheduler's own; an attached tracker adds the gradient columns.
+        Unknown names are ignored with one warning naming them.
+        """
+        row = features if features is not None else {}
+        if not self._known.issuperset(row) or not self._known.issuperset(values):
+            self._warn_unknown([*row, *values])
+        if values or self.tracker is not None or "step" not in row or "loss" in row:
+            row = {**row, **values}
+            if self.tracker is not None:
+                row = {**self.tracker.pop(), **row}
+            row.setdefault("step", self.last_epoch + 1)
+            row.setdefault("lr", self.get_last_lr()[0])
+            loss = row.get("loss")
+            if loss is not None and "loss_ema" not in row:
+                try:
+                    loss = float(loss)
+                except (TypeError, ValueError):
+                    loss = math.nan
+                if math.isfinite(loss):
+                    row["loss_train"], row["loss_ema"] = loss, self._loss_ema.update(loss)
+        self.inputs.update(row)
+
+    def observe_validation(self, loss: float, metric: float | None = None) -> None:
+        """A validation loss (and optionally a metric, kept as ``last_val_metric``) measured now."""
+        self.inputs.update({"val_loss": loss})
+        self.last_val_metric = metric
+
+    def _warn_unknown(self, keys: list[str]) -> None:
+        # Every probe column is a name a pipeline row may carry (pyarrow-typed: loaded late).
+        from metalr.features import probe_columns
+
+        self._known = self._known | frozenset(probe_columns())
+        unknown = sorted({k for k in keys if k not in self._known})
+        if unknown:
+            # Known from now on: warned once, and off the per-step path.
+            self._known = self._known | frozenset(unknown)
+            self.warned_keys += unknown
+            logger.warning(
+                "MetaScheduler.observe: ignoring unknown feature(s) %s; known: loss, %s",
+                ", ".join(unknown),
+                ", ".join(OBSERVED_COLUMNS),
+            )
 
     def get_lr(self) -> list[float]:
         factor = cosine_factor(self.last_epoch + 1, self.budget) * math.exp(self.log_mult)
@@ -112,36 +224,55 @@ class MetaScheduler(LRScheduler):
             self._decide()
         super().step(epoch)
 
-    @torch.no_grad()
+    def _unsupplied(self) -> np.ndarray:
+        """Mask of the inputs whose columns no observation has supplied yet."""
+        seen = self.inputs.first
+        if self._unsupplied_for != len(seen):  # columns are only ever added
+            self._unsupplied_for = len(seen)
+            self._unsupplied_mask = np.array(
+                [not all(c in seen for c in FEATURE_SOURCES.get(f, ())) for f in self.features]
+            )
+        return self._unsupplied_mask
+
     def _decide(self) -> None:
         device = self.learner.input_mean.device
         vector = self.inputs.decision_vector()[self.feature_index]
-        z = np.abs((vector - self.learner.input_mean.cpu().numpy()) / self.learner.input_std.cpu().numpy())
-        tensor = torch.as_tensor(vector, device=device).view(1, 1, -1)
-        proposal, self._recurrent = self.learner(tensor, self._recurrent)
-        proposal = float(proposal.item())
+        # Finite: the vector is clipped, the mean finite and a zero std was made inf.
+        z = np.abs((vector - self._input_mean) / self._input_std)
+        z[self._unsupplied()] = 0.0
+        proposal, self._recurrent = self.learner.decide(torch.as_tensor(vector, device=device), self._recurrent)
         self.decisions += 1
         reason = f"meta decision a={proposal:+.2f}"
-        if z.max() > self.fallback_z:
+        worst = int(z.argmax())
+        if z[worst] > self.fallback_z or not math.isfinite(proposal):
             self.ood_decisions += 1
-            if self.fallback:
-                worst = int(z.argmax())
-                reason = f"meta fallback to cosine: input {worst} at {z[worst]:.1f} sd (> {self.fallback_z:g})"
-                logger.info(reason)
+            if self.fallback or not math.isfinite(proposal):
+                name = self.features[worst]
+                reason = (
+                    f"meta fallback to cosine: input {name} = {vector[worst]:.3g} at {z[worst]:.1f} sd "
+                    f"from meta-training (> {self.fallback_z:g})"
+                    if z[worst] > self.fallback_z
+                    else f"meta fallback to cosine: non-finite proposal {proposal}"
+                )
+                if not self.warned_fallback:
+                    self.warned_fallback = True
+                    logger.warning("%s; further fallbacks in this run are counted in fallback_rate", reason)
                 proposal = 0.0
-        limited = min(max(proposal, self.log_mult - MAX_LOG_STEP), self.log_mult + MAX_LOG_STEP)
-        self.log_mult = min(max(limited, -MAX_LOG_MULT), MAX_LOG_MULT)
+        limited = _clamp(proposal, self.log_mult - MAX_LOG_STEP, self.log_mult + MAX_LOG_STEP)
+        self.log_mult = _clamp(limited, -MAX_LOG_MULT, MAX_LOG_MULT)
         self.change_reason = reason
 
     def state_dict(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "learner", "inputs", "_recurrent")}
+        state = {k: v for k, v in self.__dict__.items() if k not in _NOT_STATE}
         state["inputs"] = self.inputs.state_dict()
+        state["loss_ema"] = self._loss_ema.state_dict()
         state["recurrent"] = None if self._recurrent is None else _to_cpu(self._recurrent)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         state = dict(state_dict)
         self.inputs.load_state_dict(state.pop("inputs"))
+        self._loss_ema.load_state_dict(state.pop("loss_ema"))
         recurrent = state.pop("recurrent")
         device = self.learner.input_mean.device
         self._recurrent = None if recurrent is None else _to_device(recurrent, device)
@@ -149,9 +280,9 @@ class MetaScheduler(LRScheduler):
 
 
 def _to_cpu(state):
-    """The learner's carried state (a tensor, or a tuple of them for the LSTM) on the CPU."""
-    return state.cpu() if isinstance(state, torch.Tensor) else [t.cpu() for t in state]
+    """The learner's carried state (a tensor, or nested tuples of them: LSTM, Transformer cache) on the CPU."""
+    return state.cpu() if isinstance(state, torch.Tensor) else [_to_cpu(t) for t in state]
 
 
 def _to_device(state, device):
-    return state.to(device) if isinstance(state, torch.Tensor) else tuple(t.to(device) for t in state)
+    return state.to(device) if isinstance(state, torch.Tensor) else tuple(_to_device(t, device) for t in state)
