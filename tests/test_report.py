@@ -6,7 +6,7 @@ import pytest
 from conftest import make_task, synthetic_eval
 
 from metalr.evaluate import evaluate_runs
-from metalr.report import (
+from metalr.report.figures import (
     SCHEDULER_COLOURS,
     TUNED_COSINE,
     UNTUNED_COSINE,
@@ -17,10 +17,9 @@ from metalr.report import (
     draw_lr_gallery,
     draw_task_curves,
     gain_table,
-    markdown_to_html,
-    summary_markdown,
     verdict_kind,
 )
+from metalr.report.summary import markdown_to_html, summary_markdown
 from metalr.schedulers import META, SCHEDULER_NAMES
 from metalr.train import RunSpec, train_run
 
