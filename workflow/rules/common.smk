@@ -151,7 +151,7 @@ def fit_inputs(wildcards):
 
 
 def intermediates():
-    """Every file a later stage reads, as targets of rule all: one deleted by hand is rebuilt.
+    """Every file a later stage reads, as targets of the all rule, so one deleted by hand is rebuilt.
 
     (Snakemake otherwise rebuilds a missing intermediate only when a final output is out of date.)
     """
