@@ -101,7 +101,7 @@ from meta_fixtures import fitted_checkpoint
 from metalr.features.basic import LossEMA
 from metalr.schedulers import REGISTRY, MetaScheduler, build_scheduler
 for name, entry in REGISTRY.items():
-    if entry.build is not None and not entry.own_optimizer:  # schedulefree brings its own optimizer
+    if entry.build is not None and entry.optimizer is None:  # the peers that own the optimizer replace it
         build_scheduler(name, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 10)
 optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
 scheduler = MetaScheduler.from_pretrained(fitted_checkpoint({str(tmp_path / "ckpt")!r}), optimizer, 10)

@@ -46,8 +46,7 @@ def test_each_curve_panel_draws_one_line_per_scheduler_with_the_tables_means(rea
         "lr",
         "loss_ema",
         "grad_norm",
-        "curv_lambda_max",
-    ]
+    ]  # no λ_max panel: evaluation runs probe λ_max only for the schedulers that observe it, none here
     for ax, (column, _, _) in zip(fig.axes, panels, strict=False):
         lines = {line.get_label(): line for line in ax.get_lines()}
         assert sorted(lines) == sorted(SCHEDULERS), column

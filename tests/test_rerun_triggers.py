@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TRAINING_RULES, snakemake_cmd
+from conftest import TEST_CONFIG, TRAINING_RULES, snakemake_cmd
 
 JOB = re.compile(r"^(?:local)?rule (\w+):$")
 WILDCARDS = re.compile(r"^\s+wildcards: (.+)$")
@@ -39,7 +39,7 @@ def _planned_jobs(workdir: Path, config: Path) -> set[tuple[str, str]]:
 
 
 def _edited(tmp_path: Path, edit) -> Path:
-    raw = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
     edit(raw)
     path = tmp_path / "edited.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -50,14 +50,14 @@ def _training(jobs: set[tuple[str, str]]) -> set[tuple[str, str]]:
     return {job for job in jobs if job[0] in TRAINING_RULES}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def workdir(smoke_run) -> Path:
     results, _ = smoke_run
     return results.parent
 
 
 def test_an_unchanged_config_re_runs_nothing(workdir):
-    assert _planned_jobs(workdir, REPO / "config" / "smoke.yaml") == set()
+    assert _planned_jobs(workdir, TEST_CONFIG) == set()
 
 
 def test_a_held_out_tasks_width_re_runs_that_tasks_evaluation_and_the_summary_only(workdir, tmp_path):
@@ -80,7 +80,7 @@ def test_a_meta_training_task_re_runs_its_collection_labels_fits_and_the_evaluat
 
 
 def test_the_meta_config_re_runs_the_fits_and_what_follows_them_but_not_round_0(workdir, tmp_path):
-    config = _edited(tmp_path, lambda raw: raw["meta"].update(epochs=29))
+    config = _edited(tmp_path, lambda raw: raw["meta"].update(epochs=14))
     rules = {rule for rule, _ in _training(_planned_jobs(workdir, config))}
     assert "collect_trajectories" not in rules
     assert {"fit_dagger_model", "fit_meta_learner", "evaluate_schedulers"} <= rules

@@ -12,14 +12,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import torch
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    roc_auc_score,
-    root_mean_squared_error,
-    top_k_accuracy_score,
-)
 from torch import nn
 
 from metalr.features.base import Probe, StepContext
@@ -30,12 +22,14 @@ if TYPE_CHECKING:  # metalr.tasks.splits needs scikit-learn, a [pipeline] packag
 from metalr.tasks.loaders import InputTransform
 from metalr.tasks.objectives import forward, loss_from_output
 from metalr.tasks.registry import ALL_METRICS
-from metalr.tasks.splits import DatasetInfo
 
 EVAL_BATCH = 512
 
 
 def classification_metrics(probs: np.ndarray, y: np.ndarray, info: DatasetInfo) -> dict[str, float]:
+    # Lazy: scikit-learn is a [pipeline] package; the scheduler's own-loop path imports this module.
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score, top_k_accuracy_score
+
     labels = np.arange(info.n_classes)
     out = {"acc": float(accuracy_score(y, probs.argmax(1)))}
     if "top5" in info.metrics:
@@ -48,6 +42,7 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, info: DatasetInfo) 
 
 def forecast_metrics(pred: np.ndarray, y: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> dict[str, float]:
     """MAE, RMSE and sMAPE (in %) in the series' units: value = offset + scale * normalised value."""
+    from sklearn.metrics import mean_absolute_error, root_mean_squared_error  # lazy: see classification_metrics
     actual = offset[:, None] + scale[:, None] * y.reshape(len(y), -1)
     forecast = offset[:, None] + scale[:, None] * pred.reshape(len(pred), -1)
     denominator = np.abs(actual) + np.abs(forecast)
