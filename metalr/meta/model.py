@@ -2,6 +2,11 @@
 
 Every architecture normalises its inputs with statistics fixed at fit time and ends in a
 zero-initialised head, so the untrained model outputs a = 0 everywhere: exactly cosine.
+
+torch is the source of truth: fitting and whole sequences run the modules. A scheduler's
+decisions, one input at a time, run the same functions in float64 numpy on a copy of the
+weights (a ``Decider``), where torch's per-operation dispatch on these tiny tensors would cost
+tens of microseconds per decision, more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import abc
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,41 +45,105 @@ class MetaLearner(nn.Module, abc.ABC):
         out, state = self.encode(self.normalise(inputs), state)
         return MAX_LOG_MULT * torch.tanh(self.head(out).squeeze(-1)), state
 
-    @torch.inference_mode()
-    def decide(self, inputs: torch.Tensor, state=None) -> tuple[float, object]:
+    def decide(self, inputs, state=None) -> tuple[float, object]:
         """One decision: ``inputs`` (F,) after the decisions ``state`` carries -> (log-multiplier, state).
 
-        The same function as ``forward`` on a one-step sequence, through the layers' functional
-        kernels: a scheduler makes one decision at a time, where module-call overhead would cost
-        more than the arithmetic.
+        The same function as ``forward`` on a one-step sequence, in float64 numpy (see the module's
+        docstring). The state is numpy arrays in the layout of the module's own state (the
+        Transformer's: its per-layer keys and values).
         """
-        out, state = self.step(self.normalise(inputs).view(1, -1), state)
-        return MAX_LOG_MULT * math.tanh(float(F.linear(out, self.head.weight, self.head.bias))), state
+        decider = self.__dict__.get("_decider")
+        if decider is None or decider.stale():
+            # The copy follows the weights: a load_state_dict or an optimizer step bumps their versions.
+            decider = self.__dict__["_decider"] = self.decider()
+        return decider.decide(np.asarray(inputs, dtype=np.float64), state)
 
-    def step(self, normalised: torch.Tensor, state):
-        """normalised (1, F) -> body output (1, hidden), the state after this decision."""
-        out, state = self.encode(normalised.unsqueeze(0), state)
-        return out[0], state
+    @abc.abstractmethod
+    def decider(self) -> Decider:
+        """A numpy copy of the current weights that runs one decision at a time."""
 
 
-def _stacked_cells(rnn: nn.RNNBase, cell, x: torch.Tensor, state):
-    """One time step of a batch-of-one ``nn.GRU``/``nn.LSTM`` via its cell kernel, layer by layer.
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float64)
 
-    ``state`` has the module's own layout ((layers, 1, hidden), a pair of them for the LSTM)."""
-    lstm = isinstance(rnn, nn.LSTM)
-    if state is None:
-        zeros = x.new_zeros(rnn.num_layers, 1, rnn.hidden_size)
-        state = (zeros, zeros) if lstm else zeros
-    outs = []
-    for k in range(rnn.num_layers):
-        weights = [getattr(rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        carried = (state[0][k], state[1][k]) if lstm else state[k]
-        new = cell(x, carried, *weights)
-        x = new[0] if lstm else new
-        outs.append(new)
-    if lstm:
-        return x, (torch.stack([h for h, _ in outs]), torch.stack([c for _, c in outs]))
-    return x, torch.stack(outs)
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # Through tanh: exp(-x) would overflow (and warn) for large negative x.
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
+
+
+class Decider(abc.ABC):
+    """A learner's weights as float64 arrays: normalisation, the body's one-input ``step``, the head."""
+
+    def __init__(self, learner: MetaLearner):
+        self._sources = [(t, t._version) for t in (*learner.parameters(), *learner.buffers())]
+        self.mean, self.std = _array(learner.input_mean), _array(learner.input_std)
+        self.head_weight, self.head_bias = _array(learner.head.weight)[0], float(_array(learner.head.bias)[0])
+
+    def stale(self) -> bool:
+        """Whether a weight of the learner changed in place since this copy was taken."""
+        return any(tensor._version != version for tensor, version in self._sources)
+
+    def decide(self, inputs: np.ndarray, state) -> tuple[float, object]:
+        out, state = self.step((inputs - self.mean) / self.std, state)
+        return MAX_LOG_MULT * math.tanh(float(self.head_weight @ out) + self.head_bias), state
+
+    @abc.abstractmethod
+    def step(self, normalised: np.ndarray, state) -> tuple[np.ndarray, object]:
+        """normalised (F,) -> body output (hidden,), the state after this decision."""
+
+
+class _GRUDecider(Decider):
+    """``nn.GRU``'s cell, layer by layer; the state is (layers, 1, hidden) as the module's."""
+
+    def __init__(self, learner: MetaLearner, rnn: nn.GRU):
+        super().__init__(learner)
+        self.hidden = rnn.hidden_size
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        self.layers = [[_array(getattr(rnn, f"{n}_l{k}")) for n in names] for k in range(rnn.num_layers)]
+
+    def step(self, x, state):
+        size = self.hidden
+        if state is None:
+            state = np.zeros((len(self.layers), 1, size))
+        new = np.empty_like(state)
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.layers):
+            h = state[k, 0]
+            gi, gh = w_ih @ x + b_ih, w_hh @ h + b_hh
+            # torch's gate order: reset, update, new.
+            reset_update = _sigmoid(gi[: 2 * size] + gh[: 2 * size])
+            n = np.tanh(gi[2 * size :] + reset_update[:size] * gh[2 * size :])
+            x = new[k, 0] = n + reset_update[size:] * (h - n)
+        return x, new
+
+
+class _LSTMDecider(Decider):
+    """``nn.LSTM``'s cell, layer by layer; the state is a pair of (layers, 1, hidden) as the module's."""
+
+    def __init__(self, learner: MetaLearner, rnn: nn.LSTM):
+        super().__init__(learner)
+        self.hidden = rnn.hidden_size
+        self.layers = [
+            (
+                np.hstack([_array(getattr(rnn, f"weight_ih_l{k}")), _array(getattr(rnn, f"weight_hh_l{k}"))]),
+                _array(getattr(rnn, f"bias_ih_l{k}")) + _array(getattr(rnn, f"bias_hh_l{k}")),
+            )
+            for k in range(rnn.num_layers)
+        ]
+
+    def step(self, x, state):
+        size = self.hidden
+        if state is None:
+            zeros = np.zeros((len(self.layers), 1, size))
+            state = (zeros, zeros)
+        hs, cs = np.empty_like(state[0]), np.empty_like(state[1])
+        for k, (weight, bias) in enumerate(self.layers):
+            # torch's gate order: input, forget, cell, output.
+            gates = weight @ np.concatenate((x, state[0][k, 0])) + bias
+            sig = _sigmoid(gates)
+            c = cs[k, 0] = sig[size : 2 * size] * state[1][k, 0] + sig[:size] * np.tanh(gates[2 * size : 3 * size])
+            x = hs[k, 0] = sig[3 * size :] * np.tanh(c)
+        return x, (hs, cs)
 
 
 class GRUMetaLearner(MetaLearner):
@@ -86,8 +156,8 @@ class GRUMetaLearner(MetaLearner):
     def encode(self, normalised, state):
         return self.rnn(normalised, state)
 
-    def step(self, normalised, state):
-        return _stacked_cells(self.rnn, torch.gru_cell, normalised, state)
+    def decider(self) -> Decider:
+        return _GRUDecider(self, self.rnn)
 
 
 class LSTMMetaLearner(MetaLearner):
@@ -98,8 +168,8 @@ class LSTMMetaLearner(MetaLearner):
     def encode(self, normalised, state):
         return self.lstm(normalised, state)
 
-    def step(self, normalised, state):
-        return _stacked_cells(self.lstm, torch.lstm_cell, normalised, state)
+    def decider(self) -> Decider:
+        return _LSTMDecider(self, self.lstm)
 
 
 class TransformerMetaLearner(MetaLearner):
@@ -126,32 +196,58 @@ class TransformerMetaLearner(MetaLearner):
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=normalised.device)
         return self.encoder(self.embed(normalised), mask=mask, is_causal=True), None
 
-    def step(self, normalised, cache):
-        """The newest position only: its query over every layer's cached keys and values.
+    def decider(self) -> Decider:
+        return _TransformerDecider(self)
 
-        Causality leaves earlier positions' layer inputs, hence their keys and values,
-        unchanged, so caching them per layer is exact. Each layer is
-        ``nn.TransformerEncoderLayer``'s post-norm block (norm_first=False, dropout 0).
-        """
-        x = F.linear(normalised, self.embed.weight, self.embed.bias)
-        extended = []
-        for index, layer in enumerate(self.encoder.layers):
+
+class _TransformerDecider(Decider):
+    """The newest position only: its query over every layer's cached keys and values.
+
+    Causality leaves earlier positions' layer inputs, hence their keys and values, unchanged,
+    so caching them per layer is exact. Each layer is ``nn.TransformerEncoderLayer``'s
+    post-norm block (norm_first=False, dropout 0, ReLU). The cache is a (keys, values) pair
+    per layer, each (heads, decisions so far, head size).
+    """
+
+    def __init__(self, learner: TransformerMetaLearner):
+        super().__init__(learner)
+        self.embed = (_array(learner.embed.weight), _array(learner.embed.bias))
+        self.layers = []
+        for layer in learner.encoder.layers:
+            if layer.norm_first or layer.activation is not F.relu:
+                raise ValueError("TransformerMetaLearner's decider runs post-norm ReLU layers only")
             attention = layer.self_attn
-            heads = attention.num_heads
-            query, key, value = F.linear(x, attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
-            query, key, value = (t.reshape(heads, 1, -1) for t in (query, key, value))
+            weights = [
+                _array(t)
+                for t in (
+                    *(attention.in_proj_weight, attention.in_proj_bias),
+                    *(attention.out_proj.weight, attention.out_proj.bias),
+                    *(layer.linear1.weight, layer.linear1.bias, layer.linear2.weight, layer.linear2.bias),
+                    *(layer.norm1.weight, layer.norm1.bias, layer.norm2.weight, layer.norm2.bias),
+                )
+            ]
+            self.layers.append((attention.num_heads, layer.norm1.eps, layer.norm2.eps, *weights))
+
+    def step(self, x, cache):
+        x = self.embed[0] @ x + self.embed[1]
+        extended = []
+        for index, (heads, eps1, eps2, w_in, b_in, w_out, b_out, w1, b1, w2, b2, *norms) in enumerate(self.layers):
+            query, key, value = (w_in @ x + b_in).reshape(3, heads, 1, -1)
             if cache is not None:
-                key, value = torch.cat([cache[index][0], key], 1), torch.cat([cache[index][1], value], 1)
+                key = np.concatenate((cache[index][0], key), axis=1)
+                value = np.concatenate((cache[index][1], value), axis=1)
             extended.append((key, value))
-            attended = F.scaled_dot_product_attention(query, key, value).reshape(1, -1)
-            x = _layer_norm(layer.norm1, x + F.linear(attended, attention.out_proj.weight, attention.out_proj.bias))
-            hidden = layer.activation(F.linear(x, layer.linear1.weight, layer.linear1.bias))
-            x = _layer_norm(layer.norm2, x + F.linear(hidden, layer.linear2.weight, layer.linear2.bias))
+            scores = (query @ key.transpose(0, 2, 1)) / math.sqrt(query.shape[-1])
+            weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            attended = ((weights @ value) / weights.sum(axis=-1, keepdims=True)).reshape(-1)
+            x = _layer_norm(x + w_out @ attended + b_out, norms[0], norms[1], eps1)
+            x = _layer_norm(x + w2 @ np.maximum(w1 @ x + b1, 0.0) + b2, norms[2], norms[3], eps2)
         return x, tuple(extended)
 
 
-def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    centred = x - x.sum() / x.size
+    return centred * (weight / math.sqrt(centred @ centred / x.size + eps)) + bias
 
 
 ARCHITECTURES: dict[str, type[MetaLearner]] = {
