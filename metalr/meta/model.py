@@ -4,7 +4,7 @@ Every architecture normalises its inputs with statistics fixed at fit time and e
 zero-initialised head, so the untrained model outputs a = 0 everywhere: exactly cosine.
 
 torch is the source of truth: fitting and whole sequences run the modules. A scheduler's
-decisions, one input at a time, run the same functions in float64 numpy on a copy of the
+decisions, one input at a time, run the same functions in numpy (float32, as the weights) on a copy of the
 weights (a ``Decider``), where torch's per-operation dispatch on these tiny tensors would cost
 tens of microseconds per decision, more than the arithmetic.
 """
@@ -48,44 +48,74 @@ class MetaLearner(nn.Module, abc.ABC):
     def decide(self, inputs, state=None) -> tuple[float, object]:
         """One decision: ``inputs`` (F,) after the decisions ``state`` carries -> (log-multiplier, state).
 
-        The same function as ``forward`` on a one-step sequence, in float64 numpy (see the module's
-        docstring). The state is numpy arrays in the layout of the module's own state (the
+        The same function as ``forward`` on a one-step sequence, in numpy (see the module's
+        docstring). The state is float32 arrays in the layout of the module's own state (the
         Transformer's: its per-layer keys and values).
         """
+        return self.numpy_decider().decide(np.asarray(inputs, dtype=np.float32), state)
+
+    def numpy_decider(self) -> Decider:
+        """The numpy copy of the current weights that runs one decision at a time."""
         decider = self.__dict__.get("_decider")
         if decider is None or decider.stale():
             # The copy follows the weights: a load_state_dict or an optimizer step bumps their versions.
-            decider = self.__dict__["_decider"] = self.decider()
-        return decider.decide(np.asarray(inputs, dtype=np.float64), state)
+            decider = self.__dict__["_decider"] = self._make_decider()
+        return decider
 
     @abc.abstractmethod
-    def decider(self) -> Decider:
-        """A numpy copy of the current weights that runs one decision at a time."""
+    def _make_decider(self) -> Decider:
+        """A numpy copy of the weights as they are now."""
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().astype(np.float64)
+    """A float32 copy: the weights' own precision, so decisions round as torch's did."""
+    return tensor.detach().cpu().numpy().astype(np.float32)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # Through tanh: exp(-x) would overflow (and warn) for large negative x.
-    return 0.5 + 0.5 * np.tanh(0.5 * x)
+_ONE = np.ones(1, dtype=np.float32)
+
+
+def _fused_cell_weights(w_ih, w_hh, b_ih, b_hh, blocks) -> np.ndarray:
+    """One matrix for a cell's gate pre-activations from [input, hidden, 1]: the bias is its last column.
+
+    ``blocks`` lists, per output block of the cell's gates, whether it reads the input, the
+    hidden state (their biases come along) and the factor it is scaled by (1/2 for sigmoid
+    gates, computed as (1 + tanh(x / 2)) / 2 so that one tanh serves all of them).
+    """
+    rows = []
+    size = w_hh.shape[1]
+    for gate, from_input, from_hidden, scale in blocks:
+        part = slice(gate * size, (gate + 1) * size)
+        w_x = w_ih[part] if from_input else np.zeros_like(w_ih[part])
+        w_h = w_hh[part] if from_hidden else np.zeros_like(w_hh[part])
+        bias = (b_ih[part] if from_input else 0.0) + (b_hh[part] if from_hidden else 0.0)
+        rows.append(scale * np.hstack([w_x, w_h, bias[:, None]]))
+    return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
 
 
 class Decider(abc.ABC):
-    """A learner's weights as float64 arrays: normalisation, the body's one-input ``step``, the head."""
+    """A learner's weights as float32 arrays: normalisation, the body's one-input ``step``, the head."""
 
     def __init__(self, learner: MetaLearner):
-        self._sources = [(t, t._version) for t in (*learner.parameters(), *learner.buffers())]
-        self.mean, self.std = _array(learner.input_mean), _array(learner.input_std)
-        self.head_weight, self.head_bias = _array(learner.head.weight)[0], float(_array(learner.head.bias)[0])
+        self._tensors = [*learner.parameters(), *learner.buffers()]
+        self._versions = [t._version for t in self._tensors]
+        self.mean = _array(learner.input_mean)
+        # std > 0 is checked when a checkpoint loads; the fit floors it at 1e-3.
+        self.inv_std = np.float32(1.0) / _array(learner.input_std)
+        self.head_weight, self.head_bias = _array(learner.head.weight)[0], float(learner.head.bias.detach())
 
     def stale(self) -> bool:
         """Whether a weight of the learner changed in place since this copy was taken."""
-        return any(tensor._version != version for tensor, version in self._sources)
+        return [t._version for t in self._tensors] != self._versions
+
+    def normalise(self, inputs: np.ndarray) -> np.ndarray:
+        return (inputs - self.mean) * self.inv_std
 
     def decide(self, inputs: np.ndarray, state) -> tuple[float, object]:
-        out, state = self.step((inputs - self.mean) / self.std, state)
+        return self.decide_normalised(self.normalise(inputs), state)
+
+    def decide_normalised(self, normalised: np.ndarray, state) -> tuple[float, object]:
+        out, state = self.step(normalised, state)
         return MAX_LOG_MULT * math.tanh(float(self.head_weight @ out) + self.head_bias), state
 
     @abc.abstractmethod
@@ -93,56 +123,67 @@ class Decider(abc.ABC):
         """normalised (F,) -> body output (hidden,), the state after this decision."""
 
 
-class _GRUDecider(Decider):
-    """``nn.GRU``'s cell, layer by layer; the state is (layers, 1, hidden) as the module's."""
+class _RecurrentDecider(Decider):
+    """A stacked ``nn.GRU``/``nn.LSTM`` cell by cell, each layer's gates from one fused matrix."""
 
-    def __init__(self, learner: MetaLearner, rnn: nn.GRU):
-        super().__init__(learner)
-        self.hidden = rnn.hidden_size
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        self.layers = [[_array(getattr(rnn, f"{n}_l{k}")) for n in names] for k in range(rnn.num_layers)]
+    # Per gate block of torch's layout: (block, reads the input, reads the hidden state, scale).
+    BLOCKS: tuple[tuple[int, bool, bool, float], ...]
 
-    def step(self, x, state):
-        size = self.hidden
-        if state is None:
-            state = np.zeros((len(self.layers), 1, size))
-        new = np.empty_like(state)
-        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.layers):
-            h = state[k, 0]
-            gi, gh = w_ih @ x + b_ih, w_hh @ h + b_hh
-            # torch's gate order: reset, update, new.
-            reset_update = _sigmoid(gi[: 2 * size] + gh[: 2 * size])
-            n = np.tanh(gi[2 * size :] + reset_update[:size] * gh[2 * size :])
-            x = new[k, 0] = n + reset_update[size:] * (h - n)
-        return x, new
-
-
-class _LSTMDecider(Decider):
-    """``nn.LSTM``'s cell, layer by layer; the state is a pair of (layers, 1, hidden) as the module's."""
-
-    def __init__(self, learner: MetaLearner, rnn: nn.LSTM):
+    def __init__(self, learner: MetaLearner, rnn: nn.RNNBase):
         super().__init__(learner)
         self.hidden = rnn.hidden_size
         self.layers = [
-            (
-                np.hstack([_array(getattr(rnn, f"weight_ih_l{k}")), _array(getattr(rnn, f"weight_hh_l{k}"))]),
-                _array(getattr(rnn, f"bias_ih_l{k}")) + _array(getattr(rnn, f"bias_hh_l{k}")),
+            _fused_cell_weights(
+                *(_array(getattr(rnn, f"{name}_l{k}")) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+                self.BLOCKS,
             )
             for k in range(rnn.num_layers)
         ]
 
+
+class _GRUDecider(_RecurrentDecider):
+    """``nn.GRU``'s cell; the state is (layers, 1, hidden) as the module's.
+
+    Fused rows: reset and update gates (halved, for the tanh form of the sigmoid), the new
+    gate's input part, then its hidden part (halved: it is multiplied by 2 x reset gate).
+    """
+
+    BLOCKS = ((0, True, True, 0.5), (1, True, True, 0.5), (2, True, False, 1.0), (2, False, True, 0.5))
+
     def step(self, x, state):
         size = self.hidden
         if state is None:
-            zeros = np.zeros((len(self.layers), 1, size))
+            state = np.zeros((len(self.layers), 1, size), dtype=np.float32)
+        new = np.empty_like(state)
+        for k, weight in enumerate(self.layers):
+            h = state[k, 0]
+            gates = weight @ np.concatenate((x, h, _ONE))
+            t = np.tanh(gates[: 2 * size])  # reset = (1 + t_r) / 2, update = (1 + t_z) / 2
+            n = np.tanh(gates[2 * size : 3 * size] + (1.0 + t[:size]) * gates[3 * size :])
+            x = new[k, 0] = n + (0.5 + 0.5 * t[size:]) * (h - n)
+        return x, new
+
+
+class _LSTMDecider(_RecurrentDecider):
+    """``nn.LSTM``'s cell; the state is a pair of (layers, 1, hidden) as the module's.
+
+    Fused rows in torch's gate order input, forget, cell, output; the sigmoid gates halved,
+    so one tanh gives (2 x gate - 1) for them and the cell gate itself.
+    """
+
+    BLOCKS = ((0, True, True, 0.5), (1, True, True, 0.5), (2, True, True, 1.0), (3, True, True, 0.5))
+
+    def step(self, x, state):
+        size = self.hidden
+        if state is None:
+            zeros = np.zeros((len(self.layers), 1, size), dtype=np.float32)
             state = (zeros, zeros)
         hs, cs = np.empty_like(state[0]), np.empty_like(state[1])
-        for k, (weight, bias) in enumerate(self.layers):
-            # torch's gate order: input, forget, cell, output.
-            gates = weight @ np.concatenate((x, state[0][k, 0])) + bias
-            sig = _sigmoid(gates)
-            c = cs[k, 0] = sig[size : 2 * size] * state[1][k, 0] + sig[:size] * np.tanh(gates[2 * size : 3 * size])
-            x = hs[k, 0] = sig[3 * size :] * np.tanh(c)
+        for k, weight in enumerate(self.layers):
+            t = np.tanh(weight @ np.concatenate((x, state[0][k, 0], _ONE)))
+            u = 1.0 + t  # 2 x gate for the sigmoid gates
+            c = cs[k, 0] = 0.5 * (u[size : 2 * size] * state[1][k, 0] + u[:size] * t[2 * size : 3 * size])
+            x = hs[k, 0] = 0.5 * u[3 * size :] * np.tanh(c)
         return x, (hs, cs)
 
 
@@ -156,7 +197,7 @@ class GRUMetaLearner(MetaLearner):
     def encode(self, normalised, state):
         return self.rnn(normalised, state)
 
-    def decider(self) -> Decider:
+    def _make_decider(self) -> Decider:
         return _GRUDecider(self, self.rnn)
 
 
@@ -168,7 +209,7 @@ class LSTMMetaLearner(MetaLearner):
     def encode(self, normalised, state):
         return self.lstm(normalised, state)
 
-    def decider(self) -> Decider:
+    def _make_decider(self) -> Decider:
         return _LSTMDecider(self, self.lstm)
 
 
@@ -196,7 +237,7 @@ class TransformerMetaLearner(MetaLearner):
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=normalised.device)
         return self.encoder(self.embed(normalised), mask=mask, is_causal=True), None
 
-    def decider(self) -> Decider:
+    def _make_decider(self) -> Decider:
         return _TransformerDecider(self)
 
 
@@ -226,6 +267,10 @@ class _TransformerDecider(Decider):
                     *(layer.norm1.weight, layer.norm1.bias, layer.norm2.weight, layer.norm2.bias),
                 )
             ]
+            # The attention's 1/sqrt(head size) folded into the query rows.
+            head_size = attention.head_dim
+            weights[0][:head_size * attention.num_heads] /= math.sqrt(head_size)
+            weights[1][:head_size * attention.num_heads] /= math.sqrt(head_size)
             self.layers.append((attention.num_heads, layer.norm1.eps, layer.norm2.eps, *weights))
 
     def step(self, x, cache):
@@ -237,7 +282,7 @@ class _TransformerDecider(Decider):
                 key = np.concatenate((cache[index][0], key), axis=1)
                 value = np.concatenate((cache[index][1], value), axis=1)
             extended.append((key, value))
-            scores = (query @ key.transpose(0, 2, 1)) / math.sqrt(query.shape[-1])
+            scores = query @ key.transpose(0, 2, 1)
             weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
             attended = ((weights @ value) / weights.sum(axis=-1, keepdims=True)).reshape(-1)
             x = _layer_norm(x + w_out @ attended + b_out, norms[0], norms[1], eps1)

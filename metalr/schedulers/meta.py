@@ -41,8 +41,6 @@ _NOT_STATE = frozenset(
         "_recurrent",
         "tracker",
         "_loss_ema",
-        "_input_mean",
-        "_input_std",
         "_feature_rows",
         "_known",
         "_unsupplied_for",
@@ -108,11 +106,7 @@ class MetaScheduler(LRScheduler):
         self.warned_keys: list[str] = []
         self.change_reason: str | None = None
         self._recurrent = None
-        # numpy copies: the out-of-distribution check must not sync a GPU at every decision (nor
-        # does the learner's decide(), which runs on a numpy copy of its weights).
-        self._input_mean = self.learner.input_mean.detach().cpu().numpy().astype(np.float64)
-        std = self.learner.input_std.detach().cpu().numpy().astype(np.float64)
-        self._input_std = np.where(std > 0, std, np.inf)
+        self.learner.numpy_decider()  # the numpy copy of the weights, taken now rather than at the first decision
         self._known = frozenset(OBSERVED_COLUMNS) | _ROW_KEYS
         self._unsupplied_for, self._unsupplied_mask = -1, np.zeros(0, dtype=bool)
         self.tracker = None
@@ -178,7 +172,9 @@ class MetaScheduler(LRScheduler):
         row = features if features is not None else {}
         if not self._known.issuperset(row) or not self._known.issuperset(values):
             self._warn_unknown([*row, *values])
-        if values or self.tracker is not None or "step" not in row or "loss" in row:
+        # A pipeline row carries step, lr and the loss EMA: nothing to add, so no copy per step.
+        complete = "step" in row and "lr" in row and ("loss" not in row or "loss_ema" in row)
+        if values or self.tracker is not None or not complete:
             row = {**row, **values}
             if self.tracker is not None:
                 row = {**self.tracker.pop(), **row}
@@ -239,21 +235,25 @@ class MetaScheduler(LRScheduler):
 
     def _decide(self) -> None:
         vector = self.inputs.decision_vector()[self._feature_rows]
-        # Finite: the vector is clipped, the mean finite and a zero std was made inf.
-        z = np.abs((vector - self._input_mean) / self._input_std)
+        # The learner's numpy copy (no GPU sync, no torch dispatch); its normalised inputs are the
+        # z-scores of the out-of-distribution check, finite as the vector is clipped and std > 0.
+        decider = self.learner.numpy_decider()
+        normalised = decider.normalise(vector)
+        z = np.abs(normalised)
         z[self._unsupplied()] = 0.0
-        proposal, self._recurrent = self.learner.decide(vector, self._recurrent)
+        proposal, self._recurrent = decider.decide_normalised(normalised, self._recurrent)
         self.decisions += 1
         reason = f"meta decision a={proposal:+.2f}"
         worst = int(z.argmax())
-        if z[worst] > self.fallback_z or not math.isfinite(proposal):
+        worst_z = float(z[worst])
+        if worst_z > self.fallback_z or not math.isfinite(proposal):
             self.ood_decisions += 1
             if self.fallback or not math.isfinite(proposal):
                 name = self.features[worst]
                 reason = (
-                    f"meta fallback to cosine: input {name} = {vector[worst]:.3g} at {z[worst]:.1f} sd "
+                    f"meta fallback to cosine: input {name} = {vector[worst]:.3g} at {worst_z:.1f} sd "
                     f"from meta-training (> {self.fallback_z:g})"
-                    if z[worst] > self.fallback_z
+                    if worst_z > self.fallback_z
                     else f"meta fallback to cosine: non-finite proposal {proposal}"
                 )
                 if not self.warned_fallback:
@@ -289,7 +289,7 @@ def _to_tensors(state):
 
 
 def _to_arrays(state):
-    """``_to_tensors`` undone: float64 arrays, as ``learner.decide`` carries them."""
+    """``_to_tensors`` undone: float32 arrays, as ``learner.decide`` carries them."""
     if isinstance(state, torch.Tensor):
-        return state.detach().cpu().numpy().astype(np.float64)
+        return state.detach().cpu().numpy().astype(np.float32)
     return tuple(_to_arrays(part) for part in state)
