@@ -301,14 +301,7 @@ def test_the_search_grid_crosses_hidden_sizes_and_meta_lrs_and_defaults_to_one_p
     assert [(p.hidden, p.lr) for p in MetaConfig(hidden=64, lr=0.003).search_points()] == [(64, 0.003)]
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_one_decision_at_a_time_matches_the_whole_sequence(arch):
-    """decide() (cell kernels, the Transformer's key/value cache) is forward() on the sequence so far."""
-    torch.manual_seed(0)
-    model = ARCHITECTURES[arch](len(INPUT_FEATURES), 16, 2).eval()
-    for parameter in model.parameters():
-        torch.nn.init.normal_(parameter, std=0.3)
-    inputs = torch.randn(1, 25, len(INPUT_FEATURES))
+def _assert_decisions_match_the_whole_sequence(model, inputs) -> torch.Tensor:
     with torch.no_grad():
         whole, _ = model(inputs)
     state, stepwise = None, []
@@ -316,3 +309,30 @@ def test_one_decision_at_a_time_matches_the_whole_sequence(arch):
         proposal, state = model.decide(inputs[0, t], state)
         stepwise.append(proposal)
     assert stepwise == pytest.approx(whole[0].tolist(), abs=1e-5)
+    return whole
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_one_decision_at_a_time_matches_the_whole_sequence(arch):
+    """decide() (numpy cells, the Transformer's key/value cache) is forward() on the sequence so far."""
+    torch.manual_seed(0)
+    model = ARCHITECTURES[arch](len(INPUT_FEATURES), 16, 2).eval()
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    inputs = torch.randn(1, 25, len(INPUT_FEATURES))
+    _assert_decisions_match_the_whole_sequence(model, inputs)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_decisions_follow_weights_changed_after_the_first_decision(arch):
+    """decide() runs on a numpy copy of the weights; loading new weights in place refreshes it."""
+    torch.manual_seed(0)
+    model = ARCHITECTURES[arch](len(INPUT_FEATURES), 16, 1).eval()
+    inputs = torch.randn(1, 3, len(INPUT_FEATURES))
+    assert model.decide(inputs[0, 0])[0] == 0.0  # zero-initialised head: exactly cosine
+    trained = ARCHITECTURES[arch](len(INPUT_FEATURES), 16, 1)
+    for parameter in trained.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    model.load_state_dict(trained.state_dict())
+    whole = _assert_decisions_match_the_whole_sequence(model, inputs)
+    assert whole.abs().max() > 0.1  # the new weights really move the output

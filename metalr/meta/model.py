@@ -2,6 +2,11 @@
 
 Every architecture normalises its inputs with statistics fixed at fit time and ends in a
 zero-initialised head, so the untrained model outputs a = 0 everywhere: exactly cosine.
+
+torch is the source of truth: fitting and whole sequences run the modules. A scheduler's
+decisions, one input at a time, run the same functions in numpy (float32, as the weights) on a copy of the
+weights (a ``Decider``), where torch's per-operation dispatch on these tiny tensors would cost
+tens of microseconds per decision, more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import abc
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,41 +45,146 @@ class MetaLearner(nn.Module, abc.ABC):
         out, state = self.encode(self.normalise(inputs), state)
         return MAX_LOG_MULT * torch.tanh(self.head(out).squeeze(-1)), state
 
-    @torch.inference_mode()
-    def decide(self, inputs: torch.Tensor, state=None) -> tuple[float, object]:
+    def decide(self, inputs, state=None) -> tuple[float, object]:
         """One decision: ``inputs`` (F,) after the decisions ``state`` carries -> (log-multiplier, state).
 
-        The same function as ``forward`` on a one-step sequence, through the layers' functional
-        kernels: a scheduler makes one decision at a time, where module-call overhead would cost
-        more than the arithmetic.
+        The same function as ``forward`` on a one-step sequence, in numpy (see the module's
+        docstring). The state is float32 arrays in the layout of the module's own state (the
+        Transformer's: its per-layer keys and values).
         """
-        out, state = self.step(self.normalise(inputs).view(1, -1), state)
-        return MAX_LOG_MULT * math.tanh(float(F.linear(out, self.head.weight, self.head.bias))), state
+        return self.numpy_decider().decide(np.asarray(inputs, dtype=np.float32), state)
 
-    def step(self, normalised: torch.Tensor, state):
-        """normalised (1, F) -> body output (1, hidden), the state after this decision."""
-        out, state = self.encode(normalised.unsqueeze(0), state)
-        return out[0], state
+    def numpy_decider(self) -> Decider:
+        """The numpy copy of the current weights that runs one decision at a time."""
+        decider = self.__dict__.get("_decider")
+        if decider is None or decider.stale():
+            # The copy follows the weights: a load_state_dict or an optimizer step bumps their versions.
+            decider = self.__dict__["_decider"] = self._make_decider()
+        return decider
+
+    @abc.abstractmethod
+    def _make_decider(self) -> Decider:
+        """A numpy copy of the weights as they are now."""
 
 
-def _stacked_cells(rnn: nn.RNNBase, cell, x: torch.Tensor, state):
-    """One time step of a batch-of-one ``nn.GRU``/``nn.LSTM`` via its cell kernel, layer by layer.
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """A float32 copy: the weights' own precision, so decisions round as torch's did."""
+    return tensor.detach().cpu().numpy().astype(np.float32)
 
-    ``state`` has the module's own layout ((layers, 1, hidden), a pair of them for the LSTM)."""
-    lstm = isinstance(rnn, nn.LSTM)
-    if state is None:
-        zeros = x.new_zeros(rnn.num_layers, 1, rnn.hidden_size)
-        state = (zeros, zeros) if lstm else zeros
-    outs = []
-    for k in range(rnn.num_layers):
-        weights = [getattr(rnn, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        carried = (state[0][k], state[1][k]) if lstm else state[k]
-        new = cell(x, carried, *weights)
-        x = new[0] if lstm else new
-        outs.append(new)
-    if lstm:
-        return x, (torch.stack([h for h, _ in outs]), torch.stack([c for _, c in outs]))
-    return x, torch.stack(outs)
+
+_ONE = np.ones(1, dtype=np.float32)
+
+
+def _fused_cell_weights(w_ih, w_hh, b_ih, b_hh, blocks) -> np.ndarray:
+    """One matrix for a cell's gate pre-activations from [input, hidden, 1]: the bias is its last column.
+
+    ``blocks`` lists, per output block of the cell's gates, whether it reads the input, the
+    hidden state (their biases come along) and the factor it is scaled by (1/2 for sigmoid
+    gates, computed as (1 + tanh(x / 2)) / 2 so that one tanh serves all of them).
+    """
+    rows = []
+    size = w_hh.shape[1]
+    for gate, from_input, from_hidden, scale in blocks:
+        part = slice(gate * size, (gate + 1) * size)
+        w_x = w_ih[part] if from_input else np.zeros_like(w_ih[part])
+        w_h = w_hh[part] if from_hidden else np.zeros_like(w_hh[part])
+        bias = (b_ih[part] if from_input else 0.0) + (b_hh[part] if from_hidden else 0.0)
+        rows.append(scale * np.hstack([w_x, w_h, bias[:, None]]))
+    return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+
+
+class Decider(abc.ABC):
+    """A learner's weights as float32 arrays: normalisation, the body's one-input ``step``, the head."""
+
+    def __init__(self, learner: MetaLearner):
+        self._tensors = [*learner.parameters(), *learner.buffers()]
+        self._versions = [t._version for t in self._tensors]
+        self.mean = _array(learner.input_mean)
+        # std > 0 is checked when a checkpoint loads; the fit floors it at 1e-3.
+        self.inv_std = np.float32(1.0) / _array(learner.input_std)
+        self.head_weight, self.head_bias = _array(learner.head.weight)[0], float(learner.head.bias.detach())
+
+    def stale(self) -> bool:
+        """Whether a weight of the learner changed in place since this copy was taken."""
+        return [t._version for t in self._tensors] != self._versions
+
+    def normalise(self, inputs: np.ndarray) -> np.ndarray:
+        return (inputs - self.mean) * self.inv_std
+
+    def decide(self, inputs: np.ndarray, state) -> tuple[float, object]:
+        return self.decide_normalised(self.normalise(inputs), state)
+
+    def decide_normalised(self, normalised: np.ndarray, state) -> tuple[float, object]:
+        out, state = self.step(normalised, state)
+        return MAX_LOG_MULT * math.tanh(float(self.head_weight @ out) + self.head_bias), state
+
+    @abc.abstractmethod
+    def step(self, normalised: np.ndarray, state) -> tuple[np.ndarray, object]:
+        """normalised (F,) -> body output (hidden,), the state after this decision."""
+
+
+class _RecurrentDecider(Decider):
+    """A stacked ``nn.GRU``/``nn.LSTM`` cell by cell, each layer's gates from one fused matrix."""
+
+    # Per gate block of torch's layout: (block, reads the input, reads the hidden state, scale).
+    BLOCKS: tuple[tuple[int, bool, bool, float], ...]
+
+    def __init__(self, learner: MetaLearner, rnn: nn.RNNBase):
+        super().__init__(learner)
+        self.hidden = rnn.hidden_size
+        self.layers = [
+            _fused_cell_weights(
+                *(_array(getattr(rnn, f"{name}_l{k}")) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+                self.BLOCKS,
+            )
+            for k in range(rnn.num_layers)
+        ]
+
+
+class _GRUDecider(_RecurrentDecider):
+    """``nn.GRU``'s cell; the state is (layers, 1, hidden) as the module's.
+
+    Fused rows: reset and update gates (halved, for the tanh form of the sigmoid), the new
+    gate's input part, then its hidden part (halved: it is multiplied by 2 x reset gate).
+    """
+
+    BLOCKS = ((0, True, True, 0.5), (1, True, True, 0.5), (2, True, False, 1.0), (2, False, True, 0.5))
+
+    def step(self, x, state):
+        size = self.hidden
+        if state is None:
+            state = np.zeros((len(self.layers), 1, size), dtype=np.float32)
+        new = np.empty_like(state)
+        for k, weight in enumerate(self.layers):
+            h = state[k, 0]
+            gates = weight @ np.concatenate((x, h, _ONE))
+            t = np.tanh(gates[: 2 * size])  # reset = (1 + t_r) / 2, update = (1 + t_z) / 2
+            n = np.tanh(gates[2 * size : 3 * size] + (1.0 + t[:size]) * gates[3 * size :])
+            x = new[k, 0] = n + (0.5 + 0.5 * t[size:]) * (h - n)
+        return x, new
+
+
+class _LSTMDecider(_RecurrentDecider):
+    """``nn.LSTM``'s cell; the state is a pair of (layers, 1, hidden) as the module's.
+
+    Fused rows in torch's gate order input, forget, cell, output; the sigmoid gates halved,
+    so one tanh gives (2 x gate - 1) for them and the cell gate itself.
+    """
+
+    BLOCKS = ((0, True, True, 0.5), (1, True, True, 0.5), (2, True, True, 1.0), (3, True, True, 0.5))
+
+    def step(self, x, state):
+        size = self.hidden
+        if state is None:
+            zeros = np.zeros((len(self.layers), 1, size), dtype=np.float32)
+            state = (zeros, zeros)
+        hs, cs = np.empty_like(state[0]), np.empty_like(state[1])
+        for k, weight in enumerate(self.layers):
+            t = np.tanh(weight @ np.concatenate((x, state[0][k, 0], _ONE)))
+            u = 1.0 + t  # 2 x gate for the sigmoid gates
+            c = cs[k, 0] = 0.5 * (u[size : 2 * size] * state[1][k, 0] + u[:size] * t[2 * size : 3 * size])
+            x = hs[k, 0] = 0.5 * u[3 * size :] * np.tanh(c)
+        return x, (hs, cs)
 
 
 class GRUMetaLearner(MetaLearner):
@@ -86,8 +197,8 @@ class GRUMetaLearner(MetaLearner):
     def encode(self, normalised, state):
         return self.rnn(normalised, state)
 
-    def step(self, normalised, state):
-        return _stacked_cells(self.rnn, torch.gru_cell, normalised, state)
+    def _make_decider(self) -> Decider:
+        return _GRUDecider(self, self.rnn)
 
 
 class LSTMMetaLearner(MetaLearner):
@@ -98,8 +209,8 @@ class LSTMMetaLearner(MetaLearner):
     def encode(self, normalised, state):
         return self.lstm(normalised, state)
 
-    def step(self, normalised, state):
-        return _stacked_cells(self.lstm, torch.lstm_cell, normalised, state)
+    def _make_decider(self) -> Decider:
+        return _LSTMDecider(self, self.lstm)
 
 
 class TransformerMetaLearner(MetaLearner):
@@ -126,32 +237,62 @@ class TransformerMetaLearner(MetaLearner):
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=normalised.device)
         return self.encoder(self.embed(normalised), mask=mask, is_causal=True), None
 
-    def step(self, normalised, cache):
-        """The newest position only: its query over every layer's cached keys and values.
+    def _make_decider(self) -> Decider:
+        return _TransformerDecider(self)
 
-        Causality leaves earlier positions' layer inputs, hence their keys and values,
-        unchanged, so caching them per layer is exact. Each layer is
-        ``nn.TransformerEncoderLayer``'s post-norm block (norm_first=False, dropout 0).
-        """
-        x = F.linear(normalised, self.embed.weight, self.embed.bias)
-        extended = []
-        for index, layer in enumerate(self.encoder.layers):
+
+class _TransformerDecider(Decider):
+    """The newest position only: its query over every layer's cached keys and values.
+
+    Causality leaves earlier positions' layer inputs, hence their keys and values, unchanged,
+    so caching them per layer is exact. Each layer is ``nn.TransformerEncoderLayer``'s
+    post-norm block (norm_first=False, dropout 0, ReLU). The cache is a (keys, values) pair
+    per layer, each (heads, decisions so far, head size).
+    """
+
+    def __init__(self, learner: TransformerMetaLearner):
+        super().__init__(learner)
+        self.embed = (_array(learner.embed.weight), _array(learner.embed.bias))
+        self.layers = []
+        for layer in learner.encoder.layers:
+            if layer.norm_first or layer.activation is not F.relu:
+                raise ValueError("TransformerMetaLearner's decider runs post-norm ReLU layers only")
             attention = layer.self_attn
-            heads = attention.num_heads
-            query, key, value = F.linear(x, attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
-            query, key, value = (t.reshape(heads, 1, -1) for t in (query, key, value))
+            weights = [
+                _array(t)
+                for t in (
+                    *(attention.in_proj_weight, attention.in_proj_bias),
+                    *(attention.out_proj.weight, attention.out_proj.bias),
+                    *(layer.linear1.weight, layer.linear1.bias, layer.linear2.weight, layer.linear2.bias),
+                    *(layer.norm1.weight, layer.norm1.bias, layer.norm2.weight, layer.norm2.bias),
+                )
+            ]
+            # The attention's 1/sqrt(head size) folded into the query rows.
+            head_size = attention.head_dim
+            weights[0][:head_size * attention.num_heads] /= math.sqrt(head_size)
+            weights[1][:head_size * attention.num_heads] /= math.sqrt(head_size)
+            self.layers.append((attention.num_heads, layer.norm1.eps, layer.norm2.eps, *weights))
+
+    def step(self, x, cache):
+        x = self.embed[0] @ x + self.embed[1]
+        extended = []
+        for index, (heads, eps1, eps2, w_in, b_in, w_out, b_out, w1, b1, w2, b2, *norms) in enumerate(self.layers):
+            query, key, value = (w_in @ x + b_in).reshape(3, heads, 1, -1)
             if cache is not None:
-                key, value = torch.cat([cache[index][0], key], 1), torch.cat([cache[index][1], value], 1)
+                key = np.concatenate((cache[index][0], key), axis=1)
+                value = np.concatenate((cache[index][1], value), axis=1)
             extended.append((key, value))
-            attended = F.scaled_dot_product_attention(query, key, value).reshape(1, -1)
-            x = _layer_norm(layer.norm1, x + F.linear(attended, attention.out_proj.weight, attention.out_proj.bias))
-            hidden = layer.activation(F.linear(x, layer.linear1.weight, layer.linear1.bias))
-            x = _layer_norm(layer.norm2, x + F.linear(hidden, layer.linear2.weight, layer.linear2.bias))
+            scores = query @ key.transpose(0, 2, 1)
+            weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            attended = ((weights @ value) / weights.sum(axis=-1, keepdims=True)).reshape(-1)
+            x = _layer_norm(x + w_out @ attended + b_out, norms[0], norms[1], eps1)
+            x = _layer_norm(x + w2 @ np.maximum(w1 @ x + b1, 0.0) + b2, norms[2], norms[3], eps2)
         return x, tuple(extended)
 
 
-def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    centred = x - x.sum() / x.size
+    return centred * (weight / math.sqrt(centred @ centred / x.size + eps)) + bias
 
 
 ARCHITECTURES: dict[str, type[MetaLearner]] = {

@@ -41,8 +41,7 @@ _NOT_STATE = frozenset(
         "_recurrent",
         "tracker",
         "_loss_ema",
-        "_input_mean",
-        "_input_std",
+        "_feature_rows",
         "_known",
         "_unsupplied_for",
         "_unsupplied_mask",
@@ -97,6 +96,7 @@ class MetaScheduler(LRScheduler):
             raise ValueError(f"MetaScheduler: budget and decision_every must be >= 1, got {budget}, {decision_every}")
         self.features = tuple(features)
         self.feature_index = feature_indices(features)
+        self._feature_rows = np.array(self.feature_index)
         self.fallback_z = fallback_z
         self.fallback = fallback
         self.log_mult = 0.0
@@ -106,10 +106,7 @@ class MetaScheduler(LRScheduler):
         self.warned_keys: list[str] = []
         self.change_reason: str | None = None
         self._recurrent = None
-        # numpy copies: the out-of-distribution check must not sync a GPU at every decision.
-        self._input_mean = self.learner.input_mean.detach().cpu().numpy().astype(np.float64)
-        std = self.learner.input_std.detach().cpu().numpy().astype(np.float64)
-        self._input_std = np.where(std > 0, std, np.inf)
+        self.learner.numpy_decider()  # the numpy copy of the weights, taken now rather than at the first decision
         self._known = frozenset(OBSERVED_COLUMNS) | _ROW_KEYS
         self._unsupplied_for, self._unsupplied_mask = -1, np.zeros(0, dtype=bool)
         self.tracker = None
@@ -175,7 +172,9 @@ class MetaScheduler(LRScheduler):
         row = features if features is not None else {}
         if not self._known.issuperset(row) or not self._known.issuperset(values):
             self._warn_unknown([*row, *values])
-        if values or self.tracker is not None or "step" not in row or "loss" in row:
+        # A pipeline row carries step, lr and the loss EMA: nothing to add, so no copy per step.
+        complete = "step" in row and "lr" in row and ("loss" not in row or "loss_ema" in row)
+        if values or self.tracker is not None or not complete:
             row = {**row, **values}
             if self.tracker is not None:
                 row = {**self.tracker.pop(), **row}
@@ -235,23 +234,26 @@ class MetaScheduler(LRScheduler):
         return self._unsupplied_mask
 
     def _decide(self) -> None:
-        device = self.learner.input_mean.device
-        vector = self.inputs.decision_vector()[self.feature_index]
-        # Finite: the vector is clipped, the mean finite and a zero std was made inf.
-        z = np.abs((vector - self._input_mean) / self._input_std)
+        vector = self.inputs.decision_vector()[self._feature_rows]
+        # The learner's numpy copy (no GPU sync, no torch dispatch); its normalised inputs are the
+        # z-scores of the out-of-distribution check, finite as the vector is clipped and std > 0.
+        decider = self.learner.numpy_decider()
+        normalised = decider.normalise(vector)
+        z = np.abs(normalised)
         z[self._unsupplied()] = 0.0
-        proposal, self._recurrent = self.learner.decide(torch.as_tensor(vector, device=device), self._recurrent)
+        proposal, self._recurrent = decider.decide_normalised(normalised, self._recurrent)
         self.decisions += 1
         reason = f"meta decision a={proposal:+.2f}"
         worst = int(z.argmax())
-        if z[worst] > self.fallback_z or not math.isfinite(proposal):
+        worst_z = float(z[worst])
+        if worst_z > self.fallback_z or not math.isfinite(proposal):
             self.ood_decisions += 1
             if self.fallback or not math.isfinite(proposal):
                 name = self.features[worst]
                 reason = (
-                    f"meta fallback to cosine: input {name} = {vector[worst]:.3g} at {z[worst]:.1f} sd "
+                    f"meta fallback to cosine: input {name} = {vector[worst]:.3g} at {worst_z:.1f} sd "
                     f"from meta-training (> {self.fallback_z:g})"
-                    if z[worst] > self.fallback_z
+                    if worst_z > self.fallback_z
                     else f"meta fallback to cosine: non-finite proposal {proposal}"
                 )
                 if not self.warned_fallback:
@@ -266,7 +268,7 @@ class MetaScheduler(LRScheduler):
         state = {k: v for k, v in self.__dict__.items() if k not in _NOT_STATE}
         state["inputs"] = self.inputs.state_dict()
         state["loss_ema"] = self._loss_ema.state_dict()
-        state["recurrent"] = None if self._recurrent is None else _to_cpu(self._recurrent)
+        state["recurrent"] = None if self._recurrent is None else _to_tensors(self._recurrent)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -274,15 +276,20 @@ class MetaScheduler(LRScheduler):
         self.inputs.load_state_dict(state.pop("inputs"))
         self._loss_ema.load_state_dict(state.pop("loss_ema"))
         recurrent = state.pop("recurrent")
-        device = self.learner.input_mean.device
-        self._recurrent = None if recurrent is None else _to_device(recurrent, device)
+        self._recurrent = None if recurrent is None else _to_arrays(recurrent)
         self.__dict__.update(state)
 
 
-def _to_cpu(state):
-    """The learner's carried state (a tensor, or nested tuples of them: LSTM, Transformer cache) on the CPU."""
-    return state.cpu() if isinstance(state, torch.Tensor) else [_to_cpu(t) for t in state]
+def _to_tensors(state):
+    """The learner's carried state (numpy arrays, or nested tuples of them: LSTM, Transformer cache)
+    as CPU tensors, which a weights-only ``torch.load`` of a run checkpoint accepts."""
+    if isinstance(state, np.ndarray):
+        return torch.from_numpy(state.copy())
+    return tuple(_to_tensors(part) for part in state)
 
 
-def _to_device(state, device):
-    return state.to(device) if isinstance(state, torch.Tensor) else tuple(_to_device(t, device) for t in state)
+def _to_arrays(state):
+    """``_to_tensors`` undone: float32 arrays, as ``learner.decide`` carries them."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu().numpy().astype(np.float32)
+    return tuple(_to_arrays(part) for part in state)
