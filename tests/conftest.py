@@ -4,10 +4,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from metalr.config import ModelSpec, TaskSpec, load_config
 from metalr.tasks import prepare_dataset
@@ -30,6 +32,18 @@ TRAINING_RULES = (
     "fit_dagger_model",
     "evaluate_schedulers",
 )
+
+
+# pytest-xdist (pyproject's addopts: -n 2 --dist loadscope) hands out whole modules, so a
+# module-scoped pipeline runs once; the session-wide smoke runs go through `run_once`. The
+# long modules go first: the SLURM tests mostly wait on the cluster while the other worker
+# runs the smoke pipelines that most other modules read.
+LONG_MODULES = ("test_slurm", "test_determinism", "test_scheduler_pipeline")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: k for k, name in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -111,10 +125,34 @@ class SharedPipeline:
         pytest.fail(self._error, pytrace=False)
 
 
+def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, run: Callable[[Path], Path]) -> Path:
+    """``run(workdir)`` once per test session, also when pytest-xdist splits the session over workers.
+
+    The first worker to ask runs it under a file lock in the session's shared temporary
+    folder; the others wait on the lock and read its result, or its failure.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        base = base.parent  # the workers' folders share the session's
+    workdir, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
+    with FileLock(base / f"{name}.lock"):
+        if failed.exists():
+            raise AssertionError(failed.read_text())
+        if not done.exists():
+            workdir.mkdir()
+            try:
+                done.write_text(str(run(workdir)))
+            except (AssertionError, subprocess.TimeoutExpired) as err:
+                failed.write_text(str(err))
+                raise
+        return Path(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def _smoke(tmp_path_factory) -> SharedPipeline:
-    workdir = tmp_path_factory.mktemp("smoke")
-    return SharedPipeline("smoke", lambda: run_smoke_pipeline(workdir, "--resources", "gpu=1"))
+    return SharedPipeline(
+        "smoke", lambda: run_once(tmp_path_factory, "smoke", lambda d: run_smoke_pipeline(d, "--resources", "gpu=1"))
+    )
 
 
 @pytest.fixture
@@ -128,9 +166,11 @@ def smoke_run(_smoke):
 
 @pytest.fixture(scope="session")
 def _smoke_four_gpus(tmp_path_factory) -> SharedPipeline:
-    workdir = tmp_path_factory.mktemp("smoke-4gpu")
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "METALR_GPU_LOCK_DIR": str(workdir / "gpu-locks")}
-    return SharedPipeline("four-GPU smoke", lambda: run_smoke_pipeline(workdir, "--resources", "gpu=4", env=env))
+    def run(workdir: Path) -> Path:
+        env = os.environ | {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "METALR_GPU_LOCK_DIR": str(workdir / "gpu-locks")}
+        return run_smoke_pipeline(workdir, "--resources", "gpu=4", env=env)
+
+    return SharedPipeline("four-GPU smoke", lambda: run_once(tmp_path_factory, "smoke-4gpu", run))
 
 
 @pytest.fixture
