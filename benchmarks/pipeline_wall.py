@@ -126,7 +126,10 @@ def main() -> None:
         copy_repo(args.repo.resolve(), work)
         times_file = tmp / "job-times.jsonl"
         env = dict(os.environ, PYTHONPATH=str(work), METALR_JOB_TIMES=str(times_file))
-        command = ["snakemake", "--cores", str(args.cores), "--resources", "gpu=1", "--configfile", args.config]
+        # The snakemake installed beside this interpreter, so a venv works without activation.
+        beside = Path(sys.executable).parent / "snakemake"
+        snakemake = str(beside) if beside.is_file() else "snakemake"
+        command = [snakemake, "--cores", str(args.cores), "--resources", "gpu=1", "--configfile", args.config]
         print(f"# {' '.join(command)} in {work}; load average before: {os.getloadavg()}", flush=True)
         started = time.time()
         proc = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -1,4 +1,9 @@
-"""One function per pipeline step. Snakemake rules and the ``metalr`` CLI both call these."""
+"""One function per pipeline step. Snakemake rules and the ``metalr`` CLI both call these.
+
+Every rule's script imports this module, so it imports at module level only what any step
+needs (polars, the config): torch, scikit-learn and scipy are imported by the steps that use
+them, and a job that merges or plots Parquet does not pay seconds for them.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,17 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from metalr.config import PipelineConfig, stable_hash
-from metalr.evaluate import check_leakage
 from metalr.io import atomic_path
 from metalr.paths import ResultsLayout
-from metalr.tasks import SplitData, prepare_dataset
 from metalr.trajectories import TrajectoryWriter, read_parquet_files, runs_frame, write_parquet
+
+if TYPE_CHECKING:
+    from metalr.tasks import SplitData
 
 
 def log(message: str) -> None:
@@ -27,6 +34,8 @@ def log(message: str) -> None:
 
 
 def prepare_data(config: PipelineConfig, dataset: str, out: str | Path) -> None:
+    from metalr.tasks import prepare_dataset
+
     spec = config.dataset(dataset)
     data = prepare_dataset(spec, config.split_seed, config.val_fraction, config.test_fraction, log=log)
     data.save(out)
@@ -111,6 +120,8 @@ def phase_run_specs(
 
 @functools.cache
 def _cached_data(path: str) -> SplitData:
+    from metalr.tasks import SplitData
+
     return SplitData.load(path)
 
 
@@ -174,13 +185,18 @@ def phase_meta_checkpoints(config: PipelineConfig, layout: ResultsLayout, phase:
 
 def _completed(func, jobs: Sequence[tuple], threads: int):
     """``func(*job)`` for every job, yielded as each finishes: in this process for one
-    worker or one job, else on a pool of ``threads`` spawned single-threaded workers."""
+    worker or one job, else on a pool of ``threads`` single-threaded workers."""
     if threads <= 1 or len(jobs) <= 1:
         _init_worker()
         for job in jobs:
             yield func(*job)
         return
-    context = multiprocessing.get_context("spawn")
+    from metalr.gpu import gpu_pool
+
+    # Forked workers start with torch and metalr already imported, where spawned ones import
+    # them again (seconds of every training job). CUDA is not fork-safe once the driver is
+    # initialised (torch.cuda.is_available() does that), so a job that may use a GPU spawns.
+    context = multiprocessing.get_context("spawn" if gpu_pool() else "fork")
     with ProcessPoolExecutor(threads, mp_context=context, initializer=_init_worker) as pool:
         for future in as_completed([pool.submit(func, *job) for job in jobs]):
             yield future.result()
@@ -350,6 +366,8 @@ def _write_task_outputs(task: TaskOutputs, specs: Sequence, results: list) -> No
 
 
 def leakage_report(config: PipelineConfig, runs_files: Sequence[str | Path], out: str | Path) -> None:
+    from metalr.evaluate import check_leakage
+
     report = check_leakage(config, runs_files)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -422,6 +440,7 @@ def fit(
     (every DAgger round so far). The checkpoint records the variant's inputs, the probe
     cadences they were computed at, the normalisation and the fit.
     """
+    from metalr.evaluate import check_leakage
     from metalr.meta.branching import state_labels
     from metalr.meta.checkpoint import checkpoint_metadata, save_checkpoint
     from metalr.meta.dataset import build_sequences, select_features, shuffle_across_runs

@@ -91,7 +91,7 @@ class RunResult:
 
     @functools.cached_property
     def trajectory(self) -> pl.DataFrame:
-        """One row per step, TRAJECTORY_SCHEMA."""
+        """One row per step, ``trajectory_schema()``."""
         return trajectory_frame(self.rows)
 
 

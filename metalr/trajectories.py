@@ -5,6 +5,7 @@ Where the files live is ``metalr.paths.ResultsLayout``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from metalr.features import probe_columns
 from metalr.io import atomic_path
 
 # Columns the training loop writes itself; every other column belongs to a probe.
@@ -26,7 +26,17 @@ LOOP_COLUMNS = {
     "lr_change": pa.float64(),
     "res_step_time_s": pa.float64(),
 }
-TRAJECTORY_SCHEMA = pa.schema(list(LOOP_COLUMNS.items()) + list(probe_columns().items()))
+
+
+@functools.cache
+def trajectory_schema() -> pa.Schema:
+    """The loop's columns, then every probe's. Built on first use: the probes import torch, which a
+    job that only reads or merges Parquet (most reporting jobs) should not pay for."""
+    from metalr.features import probe_columns
+
+    return pa.schema(list(LOOP_COLUMNS.items()) + list(probe_columns().items()))
+
+
 # Columns that depend on wall-clock time or memory and so differ between otherwise identical runs.
 TIMING_COLUMNS = ("res_step_time_s", "res_samples_per_s", "res_cpu_rss_mb", "res_gpu_mem_mb", "res_gpu_util")
 # The same in runs.parquet and summary.parquet. Everything else is deterministic on CPU for
@@ -84,7 +94,7 @@ RUN_STATUSES = OK, DIVERGED, FAILED = ("ok", "diverged", "failed")
 
 
 def trajectory_frame(rows: Sequence[dict]) -> pl.DataFrame:
-    return pl.from_arrow(pa.Table.from_pylist(list(rows), schema=TRAJECTORY_SCHEMA))
+    return pl.from_arrow(pa.Table.from_pylist(list(rows), schema=trajectory_schema()))
 
 
 def runs_frame(rows: Sequence[dict]) -> pl.DataFrame:
@@ -98,10 +108,10 @@ class TrajectoryWriter:
     once and appears at its final path only when closed without error.
     """
 
-    def __init__(self, path: str | Path, schema: pa.Schema = TRAJECTORY_SCHEMA):
-        self.schema = schema
+    def __init__(self, path: str | Path, schema: pa.Schema | None = None):
+        self.schema = schema or trajectory_schema()
         self._atomic = atomic_path(path)
-        self._writer = pq.ParquetWriter(self._atomic.__enter__(), schema)
+        self._writer = pq.ParquetWriter(self._atomic.__enter__(), self.schema)
 
     def write(self, frame: pl.DataFrame) -> None:
         if frame.height:

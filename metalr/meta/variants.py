@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from metalr.config import MetaConfig
 from metalr.meta.inputs import FEATURE_GROUPS, INPUT_FEATURES, MAIN_GROUPS, PROGRESS_ONLY_FEATURES
-from metalr.meta.model import ARCHITECTURE_LABELS
 from metalr.schedulers import META
 
 PROGRESS_ONLY = "meta-progress-only"
@@ -29,6 +28,9 @@ class MetaVariant:
 
 
 def meta_variants(cfg: MetaConfig) -> list[MetaVariant]:
+    # Imported here: the evaluation and report steps read the variants but need no torch model.
+    from metalr.meta.model import ARCHITECTURE_LABELS
+
     label = ARCHITECTURE_LABELS[cfg.arch]
     variants = [MetaVariant(META, cfg.arch, INPUT_FEATURES, "main", f"{label} on the run-state inputs")]
     variants += [

@@ -5,7 +5,7 @@ from metalr.gpu import gpu_slots, job_gpus
 from metalr.logs import log_to
 from metalr.pipeline import fit_variants, log
 
-# Worker processes are spawned and re-import this file as __mp_main__: run only as main.
+# Worker processes spawned (on GPU machines) re-import this file as __mp_main__: run only as main.
 if __name__ == "__main__":
     sm = snakemake  # noqa: F821 (injected by Snakemake)
     with log_to(sm.log[0]), gpu_slots(job_gpus(sm.resources), log=log):
