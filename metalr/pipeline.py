@@ -374,10 +374,26 @@ def leakage_report(config: PipelineConfig, runs_files: Sequence[str | Path], out
     log(f"leakage check passed: fit reads tasks {report['fit_tasks']}, held out {sorted(report['held_out'])}")
 
 
-def _label_job(spec, data_path: str, snapshots: list[dict], branching) -> list[dict]:
+def _label_job(phase: str, spec, data_path: str, snapshots: list[dict], branching) -> tuple[str, list[dict]]:
     from metalr.meta.branching import label_snapshots
 
-    return label_snapshots(spec, _cached_data(data_path), snapshots, branching)
+    return phase, label_snapshots(spec, _cached_data(data_path), snapshots, branching)
+
+
+@dataclass(frozen=True)
+class PhaseForks:
+    """One collection phase for the branching expert, within a labelling job that may label several.
+
+    ``data_paths`` and ``snapshots_paths`` map each task of the phase to its prepared data and
+    to its collection job's snapshots; ``meta_checkpoints`` are the meta-learners its runs
+    followed (``phase_meta_checkpoints``: none in round 0).
+    """
+
+    phase: str
+    data_paths: Mapping[str, str | Path]
+    snapshots_paths: Mapping[str, str | Path]
+    forks_out: str | Path
+    meta_checkpoints: Mapping[str, str | Path] | None = None
 
 
 def label_branch_points(
@@ -389,42 +405,66 @@ def label_branch_points(
     meta_checkpoints: Mapping[str, str | Path] | None = None,
     threads: int = 1,
 ) -> None:
-    """The branching expert on one collection phase: fork every snapshot at every multiplier and seed.
+    """The branching expert on one collection phase (``label_phases`` with that phase alone)."""
+    label_phases(config, [PhaseForks(phase, data_paths, snapshots_paths, forks_out, meta_checkpoints)], threads)
 
-    ``data_paths`` and ``snapshots_paths`` map each task of the phase to its prepared data
-    and to its collection job's snapshots. One job per phase: the forks of a task take
-    seconds, less than a job's start-up.
+
+def label_phases(config: PipelineConfig, phases: Sequence[PhaseForks], threads: int = 1) -> None:
+    """The branching expert on several collection phases: fork every snapshot at every multiplier and seed.
+
+    The Snakemake rules label the phases of one DAgger round (collect and metaval, or
+    collect-rN and metaval-rN) in one job: every run of every phase goes to one pool of
+    workers, so the small meta-validation phase fills the workers the big phase leaves idle,
+    and the round pays one job's start-up (seconds, as long as the forks of a task) instead
+    of one per phase. Each phase's forks are written, sorted, as soon as its last run is
+    branched: the same file as labelling that phase alone.
     """
     import torch
 
     from metalr.meta.branching import forks_frame
 
-    checkpoints = {k: str(v) for k, v in (meta_checkpoints or {}).items()}
-    jobs = []
-    for task_id, snapshots_path in snapshots_paths.items():
-        specs = {s.run_id: s for s in phase_run_specs(config, phase, task_id, checkpoints)}
-        snapshots = torch.load(snapshots_path, map_location="cpu", weights_only=True)
-        jobs += [(specs[run_id], str(data_paths[task_id]), states) for run_id, states in snapshots.items() if states]
     branching = config.meta.branching
     forks = len(branching.multipliers) * branching.seeds
-    log(
-        f"{phase}: branching {sum(len(s) for *_, s in jobs)} states of {len(jobs)} runs over "
-        f"{len(snapshots_paths)} tasks, {forks} forks each, on {threads} worker(s)"
-    )
-    rows, started = [], time.perf_counter()
+    jobs, totals = [], {}
+    for p in phases:
+        checkpoints = {k: str(v) for k, v in (p.meta_checkpoints or {}).items()}
+        phase_jobs = []
+        for task_id, snapshots_path in p.snapshots_paths.items():
+            specs = {s.run_id: s for s in phase_run_specs(config, p.phase, task_id, checkpoints)}
+            snapshots = torch.load(snapshots_path, map_location="cpu", weights_only=True)
+            data = str(p.data_paths[task_id])
+            phase_jobs += [(p.phase, specs[r], data, states, branching) for r, states in snapshots.items() if states]
+        log(
+            f"{p.phase}: branching {sum(len(job[3]) for job in phase_jobs)} states of {len(phase_jobs)} runs "
+            f"over {len(p.snapshots_paths)} tasks, {forks} forks each"
+        )
+        jobs += phase_jobs
+        totals[p.phase] = len(phase_jobs)
+    where = " + ".join(p.phase for p in phases)
+    log(f"{where}: {len(jobs)} runs to branch on {threads} worker(s)")
+    outputs = {p.phase: p.forks_out for p in phases}
+    rows: dict[str, list[dict]] = {p.phase: [] for p in phases}
+    branched = dict.fromkeys(totals, 0)
 
-    def report(done: int) -> None:
+    def write(phase: str) -> None:
+        frame = forks_frame(rows.pop(phase)).sort("run_id", "step", "multiplier", "fork_seed")
+        write_parquet(frame, outputs[phase])
+        log(f"{phase}: {frame.height} forks, {int(frame['diverged'].sum())} diverged -> {outputs[phase]}")
+
+    for phase in [phase for phase, total in totals.items() if total == 0]:
+        write(phase)  # nothing to branch (every run unbranched): an empty table
+    started = time.perf_counter()
+    for done, (phase, out) in enumerate(_completed(_label_job, jobs, threads), 1):
+        rows[phase] += out
+        branched[phase] += 1
         elapsed = time.perf_counter() - started
         left = elapsed / done * (len(jobs) - done)
-        log(f"{phase}: [{done}/{len(jobs)}] runs branched ({elapsed:.0f} s, ~{left:.0f} s left)")
-
-    labelled = _completed(_label_job, [(*job, branching) for job in jobs], threads)
-    for done, out in enumerate(labelled, 1):
-        rows += out
-        report(done)
-    frame = forks_frame(rows).sort("run_id", "step", "multiplier", "fork_seed")
-    write_parquet(frame, forks_out)
-    log(f"{phase}: {frame.height} forks, {int(frame['diverged'].sum())} diverged -> {forks_out}")
+        log(
+            f"[{done}/{len(jobs)}] runs branched, {phase} {branched[phase]}/{totals[phase]} "
+            f"({elapsed:.0f} s, ~{left:.0f} s left)"
+        )
+        if branched[phase] == totals[phase]:
+            write(phase)
 
 
 def fit(

@@ -28,6 +28,7 @@ TRAINING_RULES = (
     "collect_trajectories",
     "collect_on_policy",
     "label_branch_points",
+    "label_on_policy",
     "fit_meta_learner",
     "fit_dagger_model",
     "evaluate_schedulers",

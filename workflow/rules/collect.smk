@@ -37,23 +37,36 @@ use rule collect_trajectories as collect_on_policy with:
         LAYOUT.log("collect_on_policy/round-{round}"),
 
 
+# Labelling: one job per DAgger round runs the branching expert on every phase of the round
+# (meta-training and meta-validation) on one pool of workers; each phase keeps its own forks
+# file (a job per phase paid a process start-up for a few seconds of forks).
 rule label_branch_points:
     input:
         unpack(label_inputs),
     output:
-        LAYOUT.forks("{phase}"),
+        forks=round_forks(0),
     params:
-        phase="{phase}",
-        meta_checkpoints=collect_checkpoints,
+        phases=label_round_phases,
+        meta_checkpoints=label_checkpoints,
+        # Exactly the settings that determine the outputs (rerun trigger: params).
         settings=label_settings,
-    wildcard_constraints:
-        phase=COLLECTION_PHASE,
     threads: CONFIG.threads
     resources:
         gpu=CONFIG.gpu_per_job,
     log:
-        LAYOUT.log("label_branch_points/{phase}"),
+        LAYOUT.log("label_branch_points/round-0"),
     conda:
         "../envs/metalr.yaml"
     script:
         "../scripts/label_branch_points.py"
+
+
+# DAgger rounds: the same job on the states of the previous round's meta-scheduler. A rule of
+# its own, as for the collection, since its outputs are named by the round.
+use rule label_branch_points as label_on_policy with:
+    output:
+        forks=round_forks("{round}"),
+    wildcard_constraints:
+        round="[1-9][0-9]*",
+    log:
+        LAYOUT.log("label_branch_points/round-{round}"),

@@ -23,7 +23,6 @@ LAYOUT = ResultsLayout(CONFIG.results)
 FINAL_ROUND = CONFIG.meta.dagger_rounds
 META_VARIANTS = [v.name for v in meta_variants(CONFIG.meta)]
 # collect and metaval are round 0 of the collection; collect-r1, metaval-r1, ... the DAgger rounds.
-COLLECTION_PHASE = "(collect|metaval)(-r[0-9]+)?"
 ON_POLICY_PHASE = "(collect|metaval)-r[0-9]+"
 
 
@@ -121,19 +120,35 @@ def collect_inputs(wildcards):
     return inputs
 
 
-def collect_checkpoints(wildcards):
-    return phase_meta_checkpoints(CONFIG, LAYOUT, wildcards.phase)
+def round_phases(round):
+    """The collection phases of a DAgger round that have tasks (round 0: collect and metaval). One
+    labelling job per round labels them all; ``round`` may be the pattern "{round}"."""
+    return [base if round == 0 else f"{base}-r{round}" for base in ("collect", "metaval") if CONFIG.phase_tasks(base)]
+
+
+def round_forks(round):
+    return [LAYOUT.forks(phase) for phase in round_phases(round)]
+
+
+def label_round_phases(wildcards):
+    """The phases of the labelling job, in the order of its outputs."""
+    return round_phases(collection_round(wildcards))
+
+
+def label_checkpoints(wildcards):
+    """Per phase of the round, the meta-learners its runs followed (none in round 0)."""
+    return {phase: phase_meta_checkpoints(CONFIG, LAYOUT, phase) for phase in label_round_phases(wildcards)}
 
 
 def label_settings(wildcards):
-    return labelling_settings_hash(CONFIG, wildcards.phase)
+    return stable_hash([labelling_settings_hash(CONFIG, phase) for phase in label_round_phases(wildcards)])
 
 
 def label_inputs(wildcards):
-    """Per task of the phase: its prepared data and its collection job's branch-point snapshots."""
-    tasks = CONFIG.phase_tasks(wildcards.phase)
-    inputs = {f"data_{t}": LAYOUT.data(CONFIG.task(t).dataset) for t in tasks}
-    inputs |= {f"snapshots_{t}": LAYOUT.snapshots(wildcards.phase, t) for t in tasks}
+    """Per (phase, task) of the round: its collection job's branch-point snapshots; per dataset its data."""
+    pairs = round_pairs(collection_round(wildcards))
+    inputs = {f"data_{CONFIG.task(task).dataset}": LAYOUT.data(CONFIG.task(task).dataset) for _, task in pairs}
+    inputs |= {f"snapshots_{phase}_{task}": LAYOUT.snapshots(phase, task) for phase, task in pairs}
     return inputs
 
 
