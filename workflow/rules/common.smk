@@ -121,9 +121,9 @@ def collect_inputs(wildcards):
 
 
 def round_phases(round):
-    """The collection phases of a DAgger round that have tasks (round 0: collect and metaval). One
+    """The collection phases of a DAgger round that have tasks, in ``round_pairs``' order. One
     labelling job per round labels them all; ``round`` may be the pattern "{round}"."""
-    return [base if round == 0 else f"{base}-r{round}" for base in ("collect", "metaval") if CONFIG.phase_tasks(base)]
+    return list(dict.fromkeys(phase for phase, _ in round_pairs(round)))
 
 
 def round_forks(round):
