@@ -108,6 +108,7 @@ OBSERVED_COLUMNS = (
 )
 
 _TRACKED = OBSERVED_COLUMNS[1:]
+_N_MAIN = len(ALL_FEATURES) - len(FEATURE_GROUPS["resources"])
 
 
 def cosine_factor(update: int, budget: int) -> float:
@@ -143,7 +144,10 @@ def _finite(value) -> float | None:
 def _log_ratio(a: float | None, b: float | None) -> float:
     if a is None or b is None:
         return 0.0
-    a, b = max(abs(a), _EPS), max(abs(b), _EPS)
+    a, b = abs(a), abs(b)
+    # max(., _EPS) without the builtin's call: this runs several times per decision.
+    a = a if a > _EPS else _EPS
+    b = b if b > _EPS else _EPS
     ratio = a / b
     # Magnitudes near the float limits overflow the ratio to inf or 0 (math.log(0) raises).
     return math.log(ratio) if 0.0 < ratio < math.inf else math.log(a) - math.log(b)
@@ -154,11 +158,23 @@ def _log10(value: float | None, default: float = 0.0) -> float:
 
 
 class InputBuilder:
-    """Turns a stream of per-step features into the meta-learner's input vectors (all of ``ALL_FEATURES``)."""
+    """Turns a stream of per-step features into the meta-learner's input vectors over ``features``.
 
-    def __init__(self, base_lr: float, budget: int):
+    It tracks only the columns those inputs are computed from, and computes only those inputs,
+    so a scheduler pays for what its learner reads; each input's value does not depend on which
+    others are asked for.
+    """
+
+    def __init__(self, base_lr: float, budget: int, features: Sequence[str] = ALL_FEATURES):
         self.base_lr = base_lr
         self.budget = budget
+        self.features = tuple(features)
+        index = feature_indices(self.features)
+        # The resource inputs come last in ALL_FEATURES: computed only when asked for.
+        self._with_resources = max(index, default=0) >= _N_MAIN
+        self._select = None if index == list(range(len(index))) else index
+        sources = {c for f in self.features for c in FEATURE_SOURCES.get(f, ())}
+        self._columns = tuple(c for c in _TRACKED if c == "lr" or c in sources)
         self.last: dict[str, float] = {}  # last finite value per observed column
         self.first: dict[str, float] = {}  # first finite value per observed column
         self.seen_at: dict[str, float] = {}  # step of the last finite value
@@ -173,7 +189,7 @@ class InputBuilder:
             self.last["step"] = step
         now = self.last.get("step", 0.0)
         get, last, first, seen_at = features.get, self.last, self.first, self.seen_at
-        for column in _TRACKED:
+        for column in self._columns:
             value = get(column)
             if value is None:
                 continue
@@ -195,7 +211,8 @@ class InputBuilder:
         return (self.last.get("step", 0.0) - self.seen_at[column]) / self.budget
 
     def decision_vector(self) -> np.ndarray:
-        """The full input vector for a decision now; also moves the references of the loss slopes."""
+        """The input vector (float32, over ``features``) for a decision now; also moves the references of
+        the loss slopes."""
         last, first = self.last.get, self.first.get
         step = last("step", 0.0)
         if self.grad_ref is None and self.grad_window:
@@ -209,37 +226,42 @@ class InputBuilder:
             self.loss_history = [*history, loss][-_SLOPE_HISTORY:]
         lr, val_loss, lr_lambda = last("lr"), last("val_loss"), last("curv_lr_lambda")
         budget = self.budget
-        # In ALL_FEATURES order (the tests read it back by name); a tuple, not a dict: this
-        # runs at every decision of a MetaScheduler.
-        vector = np.array(
-            (
-                step / budget,  # progress
-                math.log(max(budget - step, 0.0) + 1.0) / math.log(budget + 1.0),  # log_remaining
-                0.0 if lr is None else _log_ratio(lr, self.base_lr),  # log_lr_rel
-                _log_ratio(loss, first("loss_ema")),  # log_loss_rel
-                slope,  # loss_slope
-                slope_long,  # loss_slope_long
-                _log_ratio(last("grad_norm"), self.grad_ref),  # log_grad_rel
-                _log10(last("upd_ratio"), default=-3.0),  # log_upd_ratio
-                last("grad_cos_prev", 0.0),  # grad_cos
-                0.0 if lr_lambda is None else math.copysign(math.log1p(abs(lr_lambda)), lr_lambda),  # lr_lambda
-                self._age("curv_lr_lambda"),  # curv_age
-                _log_ratio(val_loss, first("val_loss")),  # log_val_rel
-                0.0 if val_loss is None else _log_ratio(val_loss, loss),  # val_gap
-                self._age("val_loss"),  # val_age
-                last("unc_confidence", 0.0),  # unc_confidence
-                _log_ratio(last("unc_entropy"), first("unc_entropy")),  # log_entropy_rel
+        # In ALL_FEATURES order; tuples, not a dict: this runs at every decision of a MetaScheduler.
+        values = (
+            step / budget,  # progress
+            math.log(max(budget - step, 0.0) + 1.0) / math.log(budget + 1.0),  # log_remaining
+            0.0 if lr is None else _log_ratio(lr, self.base_lr),  # log_lr_rel
+            _log_ratio(loss, first("loss_ema")),  # log_loss_rel
+            slope,  # loss_slope
+            slope_long,  # loss_slope_long
+            _log_ratio(last("grad_norm"), self.grad_ref),  # log_grad_rel
+            _log10(last("upd_ratio"), default=-3.0),  # log_upd_ratio
+            last("grad_cos_prev", 0.0),  # grad_cos
+            0.0 if lr_lambda is None else math.copysign(math.log1p(abs(lr_lambda)), lr_lambda),  # lr_lambda
+            self._age("curv_lr_lambda"),  # curv_age
+            _log_ratio(val_loss, first("val_loss")),  # log_val_rel
+            0.0 if val_loss is None else _log_ratio(val_loss, loss),  # val_gap
+            self._age("val_loss"),  # val_age
+            last("unc_confidence", 0.0),  # unc_confidence
+            _log_ratio(last("unc_entropy"), first("unc_entropy")),  # log_entropy_rel
+        )
+        if self._with_resources:
+            values += (
                 _log_ratio(last("res_samples_per_s"), first("res_samples_per_s")),  # log_throughput_rel
                 math.log(max(last("res_cpu_rss_mb", 1024.0), 1.0) / 1024.0),  # log_rss_gb
                 _log10(last("res_data_size")),  # log_data_size
                 math.log1p(max(last("res_data_classes", 0.0), 0.0)),  # log_data_classes
                 _log10(last("res_data_features")),  # log_data_features
             )
-        )
+        if self._select is not None:
+            values = [values[i] for i in self._select]
         # Clipped before the float32 cast, which would overflow; NaN (inf - inf from extreme
-        # inputs) reads as "no change". In numpy: one call each rather than a call per input.
-        vector[vector != vector] = 0.0
-        return np.minimum(np.maximum(vector, -_CLIP, out=vector), _CLIP, out=vector).astype(np.float32)
+        # inputs) reads as "no change". In Python: nearly every value is in range, and one list
+        # pass costs less than numpy's calls on so few values.
+        return np.array(
+            [v if -_CLIP <= v <= _CLIP else 0.0 if v != v else math.copysign(_CLIP, v) for v in values],
+            dtype=np.float32,
+        )
 
     def state_dict(self) -> dict:
         return {

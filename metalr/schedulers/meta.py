@@ -24,7 +24,6 @@ from metalr.meta.inputs import (
     InputBuilder,
     cosine_factor,
     decision_interval,
-    feature_indices,
 )
 from metalr.meta.pretrained import pretrained_path
 
@@ -41,7 +40,6 @@ _NOT_STATE = frozenset(
         "_recurrent",
         "tracker",
         "_loss_ema",
-        "_feature_rows",
         "_known",
         "_unsupplied_for",
         "_unsupplied_mask",
@@ -95,8 +93,6 @@ class MetaScheduler(LRScheduler):
         if budget < 1 or decision_every < 1:
             raise ValueError(f"MetaScheduler: budget and decision_every must be >= 1, got {budget}, {decision_every}")
         self.features = tuple(features)
-        self.feature_index = feature_indices(features)
-        self._feature_rows = np.array(self.feature_index)
         self.fallback_z = fallback_z
         self.fallback = fallback
         self.log_mult = 0.0
@@ -108,11 +104,11 @@ class MetaScheduler(LRScheduler):
         self._recurrent = None
         self.learner.numpy_decider()  # the numpy copy of the weights, taken now rather than at the first decision
         self._known = frozenset(OBSERVED_COLUMNS) | _ROW_KEYS
-        self._unsupplied_for, self._unsupplied_mask = -1, np.zeros(0, dtype=bool)
+        self._unsupplied_for, self._unsupplied_mask = -1, None
         self.tracker = None
         self._loss_ema = LossEMA(loss_ema_beta)
         base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
-        self.inputs = InputBuilder(base_lr=base_lr, budget=budget)
+        self.inputs = InputBuilder(base_lr=base_lr, budget=budget, features=self.features)
         super().__init__(optimizer, last_epoch)
 
     @classmethod
@@ -160,7 +156,6 @@ class MetaScheduler(LRScheduler):
         settings = {"budget": self.budget, "decision_every": self.decision_every, "fallback_z": self.fallback_z}
         counters = {"decisions": self.decisions, "ood_decisions": self.ood_decisions}
         return {**settings, "fallback": self.fallback, **counters}
-
 
     def observe(self, features: Mapping[str, object] | None = None, /, **values: object) -> None:
         """The features of the update just made: a mapping of trajectory columns and/or keywords.
@@ -223,30 +218,31 @@ class MetaScheduler(LRScheduler):
             self._decide()
         super().step(epoch)
 
-    def _unsupplied(self) -> np.ndarray:
-        """Mask of the inputs whose columns no observation has supplied yet."""
+    def _unsupplied(self) -> np.ndarray | None:
+        """Mask of the inputs whose columns no observation has supplied yet; None when there are none."""
         seen = self.inputs.first
         if self._unsupplied_for != len(seen):  # columns are only ever added
             self._unsupplied_for = len(seen)
-            self._unsupplied_mask = np.array(
-                [not all(c in seen for c in FEATURE_SOURCES.get(f, ())) for f in self.features]
-            )
+            mask = np.array([not all(c in seen for c in FEATURE_SOURCES.get(f, ())) for f in self.features])
+            self._unsupplied_mask = mask if mask.any() else None
         return self._unsupplied_mask
 
     def _decide(self) -> None:
-        vector = self.inputs.decision_vector()[self._feature_rows]
+        vector = self.inputs.decision_vector()
         # The learner's numpy copy (no GPU sync, no torch dispatch); its normalised inputs are the
         # z-scores of the out-of-distribution check, finite as the vector is clipped and std > 0.
         decider = self.learner.numpy_decider()
         normalised = decider.normalise(vector)
         z = np.abs(normalised)
-        z[self._unsupplied()] = 0.0
+        unsupplied = self._unsupplied()
+        if unsupplied is not None:
+            z[unsupplied] = 0.0
         proposal, self._recurrent = decider.decide_normalised(normalised, self._recurrent)
         self.decisions += 1
         reason = f"meta decision a={proposal:+.2f}"
-        worst = int(z.argmax())
-        worst_z = float(z[worst])
+        worst_z = float(z.max())
         if worst_z > self.fallback_z or not math.isfinite(proposal):
+            worst = int(z.argmax())
             self.ood_decisions += 1
             if self.fallback or not math.isfinite(proposal):
                 name = self.features[worst]
