@@ -223,6 +223,7 @@ class MetaConfig:
     patience: int = 25
     decision_fraction: float = 0.02
     seed: int = 0
+    input_dropout: float = 0.25
     architectures: tuple[str, ...] = ("gru", "lstm", "transformer")
     controls: bool = True
     ablations: bool = True

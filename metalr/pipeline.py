@@ -49,20 +49,20 @@ def _phase_plan(
     with ``meta_names`` the fitted meta-learners the phase runs. Cheap: no RunSpec, no torch."""
     from metalr.config import phase_round
     from metalr.meta.branching import branch_steps
-    from metalr.meta.variants import meta_variants
+    from metalr.meta.variants import DEPLOYMENTS, meta_variants
     from metalr.schedulers import META, owns_optimizer
 
     unbranched: set[str] = set()
     task = config.task(task_id)
     if phase == "eval":
         grid = config.evaluate.lr_multipliers
-        # (scheduler, base-LR multipliers): ablations run at the task's default base LR only.
-        ablations = {v.name for v in meta_variants(config.meta) if v.role == "ablation"}
+        # (scheduler, base-LR multipliers): ablations and deployments run at the task's default base LR only.
+        at_default_lr = {v.name for v in meta_variants(config.meta) if v.role == "ablation"} | set(DEPLOYMENTS)
         variants = [(name, grid) for name in config.evaluate.schedulers]
         variants += [
             (name, (1.0,)) for name in config.evaluate.default_lr_only if name not in config.evaluate.schedulers
         ]
-        variants += [(name, (1.0,) if name in ablations else grid) for name in meta_names]
+        variants += [(name, (1.0,) if name in at_default_lr else grid) for name in meta_names]
         seeds, snapshot_steps = config.evaluate.seeds, ()
     else:
         names = (META,) if phase_round(phase) else config.collect.schedulers
@@ -175,10 +175,14 @@ def phase_meta_checkpoints(config: PipelineConfig, layout: ResultsLayout, phase:
     """The fitted meta-learners a phase runs, by scheduler name: every variant of the last DAgger
     round in eval, the main model of round N-1 in collect-rN / metaval-rN, none in round 0."""
     from metalr.config import phase_round
-    from metalr.meta.variants import META, meta_variants
+    from metalr.meta.variants import DEPLOYMENTS, META, meta_variants
 
     if phase == "eval":
-        return {v.name: layout.checkpoint(v.name, config.meta.dagger_rounds) for v in meta_variants(config.meta)}
+        rounds = config.meta.dagger_rounds
+        fitted = {v.name: layout.checkpoint(v.name, rounds) for v in meta_variants(config.meta)}
+        if not config.meta.controls:
+            return fitted
+        return fitted | {name: fitted[d.source] for name, d in DEPLOYMENTS.items() if d.source in fitted}
     round = phase_round(phase)
     return {META: layout.checkpoint(META, round - 1)} if round else {}
 
@@ -510,7 +514,7 @@ def fit(
     device = resolve_device(config.device)
     fitted = []
     for point in config.meta.search_points():
-        model, report = fit_meta_learner(train, val, point, chosen.arch, device=device, log=log)
+        model, report = fit_meta_learner(train, val, point, chosen.arch, chosen.features, device=device, log=log)
         score = report.val_loss if report.val_loss is not None else report.train_loss
         log(f"fit {variant_name}: hidden {point.hidden}, meta-LR {point.lr:g}: early-stop score {score:.4f}")
         fitted.append((score, point, model, report))

@@ -9,13 +9,17 @@ from metalr.config import BranchConfig, MetaConfig
 from metalr.meta.branching import branch_steps, forks_frame, label_snapshots, state_labels
 from metalr.meta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from metalr.meta.dataset import DecisionSequence, build_sequences, select_features, shuffle_across_runs
-from metalr.meta.fit import fit_meta_learner
+from metalr.meta.fit import GroupDropout, fit_meta_learner
 from metalr.meta.inputs import (
     ALL_FEATURES,
+    AVAILABILITY,
     CORE_FEATURES,
+    DROPPABLE_GROUPS,
+    FEATURE_GROUPS,
     INPUT_FEATURES,
     PROGRESS_ONLY_FEATURES,
     InputBuilder,
+    absent_inputs,
     feature_indices,
 )
 from metalr.meta.model import ARCHITECTURES
@@ -67,12 +71,40 @@ def test_sparse_features_are_forward_filled_with_their_age():
     assert vector["curv_age"] == 1.0  # never seen
 
 
+def test_a_groups_availability_flag_is_0_until_the_run_supplies_one_of_its_columns():
+    builder = InputBuilder(base_lr=1e-3, budget=100)
+    builder.update({"step": 1, "loss_ema": 1.0})
+    flags = dict(zip(ALL_FEATURES, builder.decision_vector(), strict=True))
+    assert [flags[AVAILABILITY[g]] for g in ("loss", "gradients", "validation")] == [1.0, 0.0, 0.0]
+    builder.update({"step": 2, "upd_ratio": 1e-3, "val_loss": None})  # one column of three is enough; None is absence
+    flags = dict(zip(ALL_FEATURES, builder.decision_vector(), strict=True))
+    assert [flags[AVAILABILITY[g]] for g in ("loss", "gradients", "validation")] == [1.0, 1.0, 0.0]
+
+
+def test_group_dropout_makes_whole_runs_read_as_never_having_supplied_a_group():
+    rng = np.random.default_rng(0)
+    inputs = torch.tensor(rng.normal(size=(400, 6, len(INPUT_FEATURES))), dtype=torch.float32)
+    dropped = GroupDropout(INPUT_FEATURES, 0.5, seed=0)(inputs)
+    absent = torch.tensor(absent_inputs(INPUT_FEATURES))
+    loss = feature_indices((*CORE_FEATURES, *FEATURE_GROUPS["loss"], AVAILABILITY["loss"]))
+    assert torch.equal(dropped[:, :, loss], inputs[:, :, loss])  # never dropped
+    for group in DROPPABLE_GROUPS:
+        columns = [INPUT_FEATURES.index(f) for f in (*FEATURE_GROUPS[group], AVAILABILITY[group])]
+        gone = (dropped[:, :, columns] == absent[columns]).all(dim=2).all(dim=1)
+        kept = (dropped[:, :, columns] == inputs[:, :, columns]).all(dim=2).all(dim=1)
+        assert bool((gone | kept).all())  # whole runs, whole groups
+        assert 0.4 < gone.float().mean().item() < 0.6
+        assert absent[INPUT_FEATURES.index(AVAILABILITY[group])] == 0.0
+    assert torch.equal(GroupDropout(INPUT_FEATURES, 0.0, seed=0)(inputs), inputs)
+
+
 def test_resources_stay_out_of_the_main_inputs_and_controls_are_what_they_say():
     assert not any(f.startswith("log_data") or "throughput" in f or "rss" in f for f in INPUT_FEATURES)
     variants = {v.name: v for v in meta_variants(MetaConfig())}
     assert variants["meta-progress-only"].features == PROGRESS_ONLY_FEATURES == ("progress", "log_lr_rel")
     assert variants["meta-shuffled"].shuffled and variants["meta-shuffled"].features == INPUT_FEATURES
     assert "loss_slope" not in variants["meta-no-loss"].features
+    assert "has_validation" not in variants["meta-no-validation"].features  # an ablation loses the flag too
     assert "log_data_size" in variants["meta-plus-resources"].features
     assert {v.arch for v in variants.values()} == {"gru", "lstm", "transformer"}
 
@@ -190,13 +222,19 @@ def test_every_architecture_learns_a_state_dependent_label_that_progress_alone_c
     train, val = _synthetic(40, 0), _synthetic(10, 1)
     quiet = lambda _: None  # noqa: E731
     _, full = fit_meta_learner(
-        select_features(train, INPUT_FEATURES), select_features(val, INPUT_FEATURES), META, arch, log=quiet
+        select_features(train, INPUT_FEATURES),
+        select_features(val, INPUT_FEATURES),
+        META,
+        arch,
+        INPUT_FEATURES,
+        log=quiet,
     )
     _, progress = fit_meta_learner(
         select_features(train, PROGRESS_ONLY_FEATURES),
         select_features(val, PROGRESS_ONLY_FEATURES),
         META,
         arch,
+        PROGRESS_ONLY_FEATURES,
         log=quiet,
     )
     assert full.val_loss < 0.5 * full.cosine_val_loss

@@ -9,7 +9,7 @@ import polars as pl
 import yaml
 from conftest import TEST_CONFIG, TRAINING_RULES, run_smoke_pipeline, snakemake_exe
 
-from metalr.meta.variants import meta_variants
+from metalr.meta.variants import DEPLOYMENTS, meta_variants
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS, scan_trajectories
 
 
@@ -23,11 +23,12 @@ def test_runs_table_has_one_row_per_task_scheduler_and_seed_in_each_phase(smoke_
         "metaval": len(config.collect.schedulers) * config.collect.seeds,
         "collect-r1": config.collect.seeds,  # the round-0 meta-scheduler only
         "metaval-r1": config.collect.seeds,
-        # every baseline and meta-learner on the base-LR grid; ablations at the default only
+        # every baseline and meta-learner on the base-LR grid; ablations and deployments at the default only
         "eval": config.evaluate.seeds
         * (
             len(config.evaluate.schedulers) * len(grid)
             + sum(1 if v.role == "ablation" else len(grid) for v in variants)
+            + (len(DEPLOYMENTS) if config.meta.controls else 0)
         ),
     }
     for phase, n in per_task.items():
@@ -124,6 +125,10 @@ def test_summary_reports_every_architecture_and_control_at_each_base_lr(smoke_ru
                 multiplier,
             )
     assert re.search(r"^\| meta-no-curvature \| x1 \|", summary, re.M)
+    # The loss-only deployment of the main model, against it, with machine-readable lines.
+    assert re.search(r"^\| meta-loss-only \| x1 \|", summary, re.M)
+    assert re.search(r"^loss_only_within_1pct_of_full: \d+/\d+$", summary, re.M)
+    assert re.search(r"^loss_only_fallback_rate: \d\.\d{3}$", summary, re.M)
     table = pl.read_parquet(results / "evaluation" / "meta_variants.parquet")
     assert (table["wins"] + table["ties"] + table["losses"] == table["n_tasks"]).all()
 

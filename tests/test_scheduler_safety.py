@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from meta_fixtures import fitted_checkpoint
 
-from metalr.meta.inputs import OBSERVED_COLUMNS, cosine_factor
+from metalr.meta.inputs import CORE_FEATURES, FEATURE_GROUPS, INPUT_FEATURES, OBSERVED_COLUMNS, cosine_factor
 from metalr.meta.model import ARCHITECTURES
 from metalr.schedulers import ADAPTIVE, MetaScheduler, build_scheduler
 
@@ -191,3 +191,25 @@ def test_meta_scheduler_reads_a_nan_proposal_as_cosine(meta_checkpoints):
         assert scheduler.log_mult == 0.0
         _assert_meta_lr_in_bounds(scheduler, 1e-3)
     assert scheduler.fallback_rate == 1.0
+
+
+def test_a_loss_only_deployment_reads_only_the_loss_and_never_falls_back_for_what_it_lacks(meta_checkpoints):
+    def run(groups, extra):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        scheduler = MetaScheduler.from_pretrained(meta_checkpoints["lstm"], optimizer, 40, groups=groups)
+        lrs, reasons = [], []
+        for step in range(1, 41):
+            optimizer.step()
+            scheduler.observe(loss=1.0 / step, **extra)
+            scheduler.step()
+            lrs.append(optimizer.param_groups[0]["lr"])
+            reasons.append(scheduler.change_reason or "")
+        return scheduler, lrs, reasons
+
+    deployed, lrs, reasons = run(("loss",), {"grad_norm": 1e300, "val_loss": 1e300, "unc_confidence": 1e300})
+    assert set(deployed.needs) == {"step", "lr", "loss_ema"}
+    assert not {"grad_norm", "val_loss", "unc_confidence"} & set(deployed.inputs.first)
+    plain, plain_lrs, _ = run(None, {})  # the same model given the loss alone
+    assert lrs == plain_lrs and deployed.fallback_rate == plain.fallback_rate
+    absent = [f for f in INPUT_FEATURES if f not in (*CORE_FEATURES, *FEATURE_GROUPS["loss"], "has_loss")]
+    assert deployed.decisions > 0 and not any(f"input {name} " in r for r in reasons for name in absent)

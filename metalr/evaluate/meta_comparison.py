@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from metalr.evaluate.statistics import ALPHA, holm, paired_test
-from metalr.meta.variants import PROGRESS_ONLY, SHUFFLED
+from metalr.meta.variants import DEPLOYMENTS, PROGRESS_ONLY, SHUFFLED
 from metalr.schedulers import is_meta
 
 REFERENCE = "cosine"
@@ -53,7 +53,8 @@ def compare_meta_variants(runs: pl.DataFrame, resamples: int = 2000) -> pl.DataF
 
     ``runs`` are the measured eval runs (score, norm_score, steps_to_target, status). The
     comparators of a variant are the baselines at the same base LR, and for the variants
-    that read the run's state, the two controls at that base LR.
+    that read the run's state, the two controls at that base LR; a deployment (loss-only)
+    is also compared with the fitted variant it runs.
     """
     if runs.is_empty():
         return pl.DataFrame()
@@ -65,8 +66,10 @@ def compare_meta_variants(runs: pl.DataFrame, resamples: int = 2000) -> pl.DataF
     tasks = sorted({t for _, _, t in by_cell})
     rows = []
     for name, multiplier in metas:
+        # A deployment is also compared with the fitted variant it runs given every input.
+        source = (DEPLOYMENTS[name].source,) if name in DEPLOYMENTS else ()
         comparators = baselines + [
-            c for c in (PROGRESS_ONLY, SHUFFLED) if c != name and (c, multiplier, tasks[0]) in by_cell
+            c for c in (PROGRESS_ONLY, SHUFFLED, *source) if c != name and (c, multiplier, tasks[0]) in by_cell
         ]
         family = []
         for other in comparators:

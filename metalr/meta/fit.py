@@ -12,6 +12,7 @@ import torch
 
 from metalr.config import MetaConfig
 from metalr.meta.dataset import DecisionSequence
+from metalr.meta.inputs import DROPPABLE_GROUPS, absent_inputs, group_columns
 from metalr.meta.model import ARCHITECTURES
 
 
@@ -44,6 +45,30 @@ def _pad(sequences: list[DecisionSequence], device) -> tuple[torch.Tensor, torch
     return (torch.tensor(inputs, device=device), torch.tensor(labels, device=device), torch.tensor(mask, device=device))
 
 
+class GroupDropout:
+    """Drops whole input groups of whole runs: their inputs and flag read as a run that never supplied them.
+
+    One mask per run and group, drawn afresh at each call, from the fit's own generator.
+    """
+
+    def __init__(self, features: tuple[str, ...], rate: float, seed: int):
+        self.rate = rate
+        self.absent = torch.tensor(absent_inputs(features))
+        self.groups = [torch.tensor(c) for c in (group_columns(features, g) for g in DROPPABLE_GROUPS) if c]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (runs, decisions, features) with the dropped groups' columns set to their absent values."""
+        if self.rate <= 0 or not self.groups:
+            return inputs
+        drop = torch.zeros(inputs.shape[0], inputs.shape[2], dtype=torch.bool)
+        for columns in self.groups:
+            dropped = torch.rand(inputs.shape[0], generator=self.generator) < self.rate
+            drop[:, columns] |= dropped[:, None]
+        drop = drop.to(inputs.device)[:, None, :]
+        return torch.where(drop, self.absent.to(inputs.device), inputs)
+
+
 def _masked_mse(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((pred - labels) ** 2 * mask).sum() / mask.sum()
 
@@ -53,16 +78,26 @@ def fit_meta_learner(
     val: list[DecisionSequence],
     cfg: MetaConfig,
     arch: str,
+    features: tuple[str, ...],
     device: str = "cpu",
     log=print,
 ) -> tuple[torch.nn.Module, FitReport]:
-    """Fit ``arch`` to the labelled decisions of ``train`` (masked MSE), early-stopped on ``val``."""
+    """Fit ``arch`` to the labelled decisions of ``train`` (masked MSE), early-stopped on ``val``.
+
+    ``features`` names the sequences' input columns; with ``cfg.input_dropout`` > 0, each epoch
+    drops input groups of whole runs (``GroupDropout``), and the input normalisation covers
+    both the runs as collected and one draw of them with groups dropped.
+    """
     if not train:
         raise ValueError("no labelled meta-training sequences: the collect phase produced no labelled source runs")
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     model = ARCHITECTURES[arch](train[0].inputs.shape[1], cfg.hidden, cfg.layers).to(device)
+    dropout = GroupDropout(tuple(features), cfg.input_dropout, cfg.seed)
     stacked = np.concatenate([s.inputs for s in train])
+    if dropout.rate > 0:
+        dropped = dropout(torch.tensor(stacked)[:, None, :])[:, 0].numpy()  # one draw per decision
+        stacked = np.concatenate([stacked, dropped])
     model.input_mean.copy_(torch.tensor(stacked.mean(0)))
     model.input_std.copy_(torch.tensor(np.maximum(stacked.std(0), 1e-3)))
     x_train, y_train, m_train = _pad(train, device)
@@ -81,7 +116,7 @@ def fit_meta_learner(
     best_state, best_score, best_epoch, epoch = copy.deepcopy(model.state_dict()), float("inf"), 0, 0
     for epoch in range(1, cfg.epochs + 1):
         optimizer.zero_grad()
-        loss = _masked_mse(model(x_train)[0], y_train, m_train)
+        loss = _masked_mse(model(dropout(x_train))[0], y_train, m_train)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -55,7 +55,19 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
         "log_data_features",  # log10 of the input values per example
     ),
 }
-ALL_FEATURES = CORE_FEATURES + tuple(f for group in FEATURE_GROUPS.values() for f in group)
+MAIN_GROUPS = ("loss", "gradients", "curvature", "validation", "uncertainty")
+# One flag per main group: 1 once the run has supplied any column the group is computed from.
+# With them, and with groups dropped at random in the fit, the policy is defined for a run
+# that supplies only some groups (a user's loop: the loss, or the loss and validation).
+AVAILABILITY = {group: f"has_{group}" for group in MAIN_GROUPS}
+# The groups the fit drops at random: every group but the loss, which every run supplies.
+DROPPABLE_GROUPS = MAIN_GROUPS[1:]
+ALL_FEATURES = (
+    CORE_FEATURES
+    + tuple(f for g in MAIN_GROUPS for f in FEATURE_GROUPS[g])
+    + tuple(AVAILABILITY.values())
+    + FEATURE_GROUPS["resources"]
+)
 # The observed columns each input is computed from (beyond step, lr and the budget). An input
 # whose columns a run never supplied holds its not-yet-seen value, which is no evidence of an
 # unusual run, so the out-of-distribution check skips it.
@@ -79,8 +91,21 @@ FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
     "log_data_classes": ("res_data_classes",),
     "log_data_features": ("res_data_features",),
 }
-MAIN_GROUPS = ("loss", "gradients", "curvature", "validation", "uncertainty")
-INPUT_FEATURES = CORE_FEATURES + tuple(f for g in MAIN_GROUPS for f in FEATURE_GROUPS[g])
+# A group's own columns (a validation input that also reads the loss EMA leaves it to the loss
+# group). A flag reads them: absent, it is 0 and, as its group, not checked.
+GROUP_COLUMNS = {
+    group: tuple(
+        dict.fromkeys(
+            c
+            for f in FEATURE_GROUPS[group]
+            for c in FEATURE_SOURCES[f]
+            if group == "loss" or c not in FEATURE_SOURCES["log_loss_rel"]
+        )
+    )
+    for group in MAIN_GROUPS
+}
+FEATURE_SOURCES |= {AVAILABILITY[group]: GROUP_COLUMNS[group] for group in MAIN_GROUPS}
+INPUT_FEATURES = CORE_FEATURES + tuple(f for g in MAIN_GROUPS for f in FEATURE_GROUPS[g]) + tuple(AVAILABILITY.values())
 PROGRESS_ONLY_FEATURES = ("progress", "log_lr_rel")
 
 MAX_LOG_MULT = math.log(10.0)  # |a| <= ln 10
@@ -109,6 +134,7 @@ OBSERVED_COLUMNS = (
 
 _TRACKED = OBSERVED_COLUMNS[1:]
 _N_MAIN = len(ALL_FEATURES) - len(FEATURE_GROUPS["resources"])
+_FLAG_COLUMNS = tuple(GROUP_COLUMNS[group] for group in MAIN_GROUPS)
 
 
 def cosine_factor(update: int, budget: int) -> float:
@@ -165,22 +191,29 @@ class InputBuilder:
     others are asked for.
     """
 
-    def __init__(self, base_lr: float, budget: int, features: Sequence[str] = ALL_FEATURES):
+    def __init__(
+        self, base_lr: float, budget: int, features: Sequence[str] = ALL_FEATURES, supplied: Sequence[str] | None = None
+    ):
         self.base_lr = base_lr
         self.budget = budget
         self.features = tuple(features)
         index = feature_indices(self.features)
         # The resource inputs come last in ALL_FEATURES: computed only when asked for.
         self._with_resources = max(index, default=0) >= _N_MAIN
-        self._select = None if index == list(range(len(index))) else index
+        computed = len(ALL_FEATURES) if self._with_resources else _N_MAIN
+        self._select = None if index == list(range(computed)) else index
         sources = {c for f in self.features for c in FEATURE_SOURCES.get(f, ())}
-        self._columns = tuple(c for c in _TRACKED if c == "lr" or c in sources)
+        # ``supplied`` narrows them for a deployment given fewer columns than its learner reads.
+        self.columns = tuple(
+            c for c in _TRACKED if (c == "lr" or c in sources) and (supplied is None or c == "lr" or c in supplied)
+        )
         self.last: dict[str, float] = {}  # last finite value per observed column
         self.first: dict[str, float] = {}  # first finite value per observed column
         self.seen_at: dict[str, float] = {}  # step of the last finite value
         self.grad_window: list[float] = []  # grad norms until the first decision that saw one
         self.grad_ref: float | None = None
         self.loss_history: list[float] = []  # loss EMA at the last decisions
+        self._flags_for, self._flag_values = -1, ()
 
     def update(self, features: Mapping[str, object]) -> None:
         """Per-step work: only the running statistics (last, first, age) of the columns present."""
@@ -189,7 +222,7 @@ class InputBuilder:
             self.last["step"] = step
         now = self.last.get("step", 0.0)
         get, last, first, seen_at = features.get, self.last, self.first, self.seen_at
-        for column in self._columns:
+        for column in self.columns:
             value = get(column)
             if value is None:
                 continue
@@ -209,6 +242,13 @@ class InputBuilder:
         if column not in self.seen_at:
             return 1.0
         return (self.last.get("step", 0.0) - self.seen_at[column]) / self.budget
+
+    def _flags(self) -> tuple[float, ...]:
+        first = self.first
+        if self._flags_for != len(first):  # columns are only ever added
+            self._flags_for = len(first)
+            self._flag_values = tuple(1.0 if any(c in first for c in columns) else 0.0 for columns in _FLAG_COLUMNS)
+        return self._flag_values
 
     def decision_vector(self) -> np.ndarray:
         """The input vector (float32, over ``features``) for a decision now; also moves the references of
@@ -244,6 +284,7 @@ class InputBuilder:
             self._age("val_loss"),  # val_age
             last("unc_confidence", 0.0),  # unc_confidence
             _log_ratio(last("unc_entropy"), first("unc_entropy")),  # log_entropy_rel
+            *self._flags(),  # has_<group>
         )
         if self._with_resources:
             values += (
@@ -277,3 +318,16 @@ class InputBuilder:
         self.last, self.first, self.seen_at = dict(state["last"]), dict(state["first"]), dict(state["seen_at"])
         self.grad_window, self.grad_ref = list(state["grad_window"]), state["grad_ref"]
         self.loss_history = list(state["loss_history"])
+        self._flags_for = -1
+
+
+def absent_inputs(features: Sequence[str]) -> np.ndarray:
+    """The inputs over ``features`` of a run that has supplied no column yet: what a group's
+    inputs and flag read when the group is absent (the fit's group dropout writes them)."""
+    return InputBuilder(base_lr=1.0, budget=1, features=features).decision_vector()
+
+
+def group_columns(features: Sequence[str], group: str) -> list[int]:
+    """Positions in ``features`` of ``group``'s inputs and of its availability flag."""
+    names = (*FEATURE_GROUPS[group], AVAILABILITY[group])
+    return [i for i, name in enumerate(features) if name in names]

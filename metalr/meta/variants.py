@@ -10,11 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from metalr.config import MetaConfig
-from metalr.meta.inputs import FEATURE_GROUPS, INPUT_FEATURES, MAIN_GROUPS, PROGRESS_ONLY_FEATURES
+from metalr.meta.inputs import AVAILABILITY, FEATURE_GROUPS, INPUT_FEATURES, MAIN_GROUPS, PROGRESS_ONLY_FEATURES
 from metalr.schedulers import META
+from metalr.schedulers.registry import DEPLOYMENTS, LOSS_ONLY, Deployment
 
 PROGRESS_ONLY = "meta-progress-only"
 SHUFFLED = "meta-shuffled"
+__all__ = [
+    "DEPLOYMENTS",
+    "LOSS_ONLY",
+    "PROGRESS_ONLY",
+    "SHUFFLED",
+    "Deployment",
+    "MetaVariant",
+    "meta_variants",
+    "variant",
+]
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,7 @@ def meta_variants(cfg: MetaConfig) -> list[MetaVariant]:
             MetaVariant(
                 f"{META}-no-{group}",
                 cfg.arch,
-                tuple(f for f in INPUT_FEATURES if f not in FEATURE_GROUPS[group]),
+                tuple(f for f in INPUT_FEATURES if f not in (*FEATURE_GROUPS[group], AVAILABILITY[group])),
                 "ablation",
                 f"without the {group} inputs",
             )

@@ -14,6 +14,7 @@ from metalr.config import REFERENCE_SCHEDULER
 from metalr.evaluate import Evaluation, is_indicative
 from metalr.evaluate.statistics import ALPHA, wilcoxon_min_p
 from metalr.evaluate.targets import EXTERNALLY_TUNED, SELF_TUNING
+from metalr.meta.variants import DEPLOYMENTS
 from metalr.report.figures import VERDICT_COLOURS, verdict_kind
 from metalr.schedulers import META
 
@@ -369,7 +370,7 @@ def _meta_variant_tables(evaluation: Evaluation, meta_infos: dict[str, dict]) ->
         "Variants:",
         "",
         *(
-            f"- `{name}`: {meta_infos.get(name, {}).get('about', 'n/a')}"
+            f"- `{name}`: {meta_infos.get(name, {}).get('about') or _deployment_about(name)}"
             for name in sorted(table["variant"].unique().to_list())
         ),
         "",
@@ -386,6 +387,51 @@ def _fallback_table(evaluation: Evaluation) -> list[str]:
         for r in main.sort("task", "lr_multiplier").iter_rows(named=True)
     ]
     return _table("| task | base LR | OOD (fallback) rate | diverged |", body)
+
+
+def _deployment_about(name: str) -> str:
+    return DEPLOYMENTS[name].about if name in DEPLOYMENTS else "n/a"
+
+
+def _deployment_tables(evaluation: Evaluation) -> list[str]:
+    """Each deployment (the main model given fewer input groups) against the model given every
+    input, at the default base LR: per task, the mean normalised scores and the fallback rate,
+    then machine-readable lines."""
+    runs = evaluation.meta_runs
+    if runs.is_empty():
+        return []
+    at_default = runs.filter(pl.col("lr_multiplier") == 1.0)
+    lines = []
+    for name, deployment in sorted(DEPLOYMENTS.items()):
+        mine = at_default.filter(pl.col("variant") == name).select(
+            "task", mine="mean_norm_score", fallback="fallback_rate", n_runs="n_runs"
+        )
+        full = at_default.filter(pl.col("variant") == deployment.source).select("task", full="mean_norm_score")
+        paired = mine.join(full, on="task").sort("task")
+        if paired.is_empty():
+            continue
+        # Normalised scores are direction-aware (above 1 = better than cosine).
+        within = [
+            r["mine"] is not None and r["full"] is not None and r["mine"] >= 0.99 * r["full"]
+            for r in paired.iter_rows(named=True)
+        ]
+        body = [
+            [r["task"], _fmt(r["full"], 3), _fmt(r["mine"], 3), "yes" if ok else "no", _fmt(r["fallback"], 3)]
+            for r, ok in zip(paired.iter_rows(named=True), within, strict=True)
+        ]
+        fallback = (paired["fallback"].fill_null(0.0) * paired["n_runs"]).sum() / paired["n_runs"].sum()
+        key = name.removeprefix("meta-").replace("-", "_")
+        lines += [
+            f"### `{name}`: {deployment.about}",
+            "",
+            *_table(
+                f"| task | `{deployment.source}` norm. score | `{name}` norm. score | within 1% | OOD rate |", body
+            ),
+            f"{key}_within_1pct_of_full: {sum(within)}/{len(within)}",
+            f"{key}_fallback_rate: {fallback:.3f}",
+            "",
+        ]
+    return lines
 
 
 def _fit_table(meta_infos: dict[str, dict]) -> list[str]:
@@ -441,7 +487,8 @@ def summary_markdown(
         "",
         "The main model (`meta`), the other architectures, the controls (`meta-progress-only`: progress and "
         "log(lr/base) only; `meta-shuffled`: state inputs permuted across runs within progress bins) and the "
-        "ablations (one feature group removed, or the resource inputs added; default base LR only), each "
+        "ablations (one feature group removed, or the resource inputs added; default base LR only) and "
+        "`meta-loss-only` (the main model given only the loss; default base LR only), each "
         "against every baseline started from the same base LR. The features carry signal only where the full "
         "model wins against `meta-progress-only` in a paired test.",
         "",
@@ -449,6 +496,7 @@ def summary_markdown(
         "### Out-of-distribution decisions of the main model per task",
         "",
         *_fallback_table(evaluation),
+        *_deployment_tables(evaluation),
     ]
     lines += [
         "## How to read this",

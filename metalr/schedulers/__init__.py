@@ -12,7 +12,7 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metalr.schedulers.registry import REGISTRY, is_meta, owns_optimizer, peer_optimizer
+from metalr.schedulers.registry import DEPLOYMENTS, REGISTRY, is_meta, owns_optimizer, peer_optimizer
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -46,6 +46,7 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f"metalr.schedulers.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'metalr.schedulers' has no attribute {name!r}")
 
+
 META = "meta"
 SCHEDULER_NAMES = tuple(REGISTRY)
 # Schedulers that read timing or memory features (res_*): their runs differ between machines
@@ -75,7 +76,9 @@ def build_scheduler(
             raise ValueError(f"the {name!r} scheduler needs a fitted checkpoint (meta_checkpoint)")
         from metalr.schedulers.meta import MetaScheduler
 
-        return MetaScheduler.from_pretrained(meta_checkpoint, optimizer, budget)
+        deployment = DEPLOYMENTS.get(name)
+        groups = deployment.groups if deployment is not None else None
+        return MetaScheduler.from_pretrained(meta_checkpoint, optimizer, budget, groups=groups)
     entry = REGISTRY.get(name)
     if entry is None or entry.build is None:
         raise ValueError(f"unknown scheduler {name!r}; known schedulers: {', '.join(SCHEDULER_NAMES)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from metalr.ema import LossEMA
 from metalr.meta.checkpoint import load_checkpoint
 from metalr.meta.inputs import (
     FEATURE_SOURCES,
+    GROUP_COLUMNS,
     INPUT_FEATURES,
     MAX_LOG_MULT,
     MAX_LOG_STEP,
@@ -43,6 +44,8 @@ _NOT_STATE = frozenset(
         "_known",
         "_unsupplied_for",
         "_unsupplied_mask",
+        "needs",
+        "groups",
     }
 )
 
@@ -73,8 +76,6 @@ class MetaScheduler(LRScheduler):
     logs why, as a WARNING naming the input and its z the first time in a run.
     """
 
-    needs = OBSERVED_COLUMNS
-
     def __init__(
         self,
         optimizer: Optimizer,
@@ -86,6 +87,7 @@ class MetaScheduler(LRScheduler):
         fallback: bool = True,
         last_epoch: int = -1,
         loss_ema_beta: float = 0.9,
+        groups: Sequence[str] | None = None,
     ):
         self.learner = learner.eval()
         self.budget = budget
@@ -108,7 +110,11 @@ class MetaScheduler(LRScheduler):
         self.tracker = None
         self._loss_ema = LossEMA(loss_ema_beta)
         base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
-        self.inputs = InputBuilder(base_lr=base_lr, budget=budget, features=self.features)
+        self.groups = None if groups is None else tuple(groups)
+        supplied = None if groups is None else [c for g in self.groups for c in GROUP_COLUMNS[g]]
+        self.inputs = InputBuilder(base_lr=base_lr, budget=budget, features=self.features, supplied=supplied)
+        # What an evaluation run computes probes for: the columns this scheduler reads.
+        self.needs = ("step", *self.inputs.columns)
         super().__init__(optimizer, last_epoch)
 
     @classmethod
@@ -119,9 +125,11 @@ class MetaScheduler(LRScheduler):
         budget: int,
         fallback: bool = True,
         model: nn.Module | None = None,
+        groups: Sequence[str] | None = None,
     ) -> MetaScheduler:
         """The scheduler of a checkpoint: a directory ``path`` (``model.safetensors`` + ``config.json``),
-        or the name of one shipped with metalr (``"default"``). With ``model``, it is ``attach``-ed."""
+        or the name of one shipped with metalr (``"default"``). With ``model``, it is ``attach``-ed.
+        ``groups`` (e.g. ``("loss",)``) keeps only those input groups' columns of what it observes."""
         learner, config = load_checkpoint(pretrained_path(path))
         device = optimizer.param_groups[0]["params"][0].device
         scheduler = cls(
@@ -132,6 +140,7 @@ class MetaScheduler(LRScheduler):
             tuple(config["features"]),
             fallback_z=config.get("fallback_z", 6.0),
             fallback=fallback,
+            groups=groups,
         )
         if model is not None:
             scheduler.attach(model)

@@ -141,6 +141,22 @@ def is_meta(name: str) -> bool:
     return name == "meta" or name.startswith("meta-")
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """A fitted meta-learner variant run with fewer input groups than it reads, as a user's loop
+    that computes only some of them would run it: evaluated as its own variant, never fitted."""
+
+    source: str  # the fitted variant whose checkpoint it runs
+    groups: tuple[str, ...]  # the input groups it is given
+    about: str
+
+
+LOSS_ONLY = "meta-loss-only"
+DEPLOYMENTS = {
+    LOSS_ONLY: Deployment("meta", ("loss",), "the main model given only the training loss (no other probe)"),
+}
+
+
 def owns_optimizer(name: str) -> bool:
     entry = REGISTRY.get(name)
     return entry is not None and entry.optimizer is not None
