@@ -224,6 +224,7 @@ class MetaConfig:
     decision_fraction: float = 0.02
     seed: int = 0
     input_dropout: float = 0.25
+    label_temperatures: tuple[float, ...] = ()
     architectures: tuple[str, ...] = ("gru", "lstm", "transformer")
     controls: bool = True
     ablations: bool = True
@@ -247,6 +248,8 @@ class MetaConfig:
             branching["multipliers"] = tuple(branching["multipliers"])
         if "architectures" in raw:
             raw["architectures"] = tuple(raw["architectures"])
+        if "label_temperatures" in raw:
+            raw["label_temperatures"] = tuple(raw["label_temperatures"])
         search = raw.pop("search", {})
         return cls(
             **raw,

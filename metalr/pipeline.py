@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -485,10 +486,10 @@ def fit(
     cadences they were computed at, the normalisation and the fit.
     """
     from metalr.evaluate import check_leakage
-    from metalr.meta.branching import state_labels
+    from metalr.meta.branching import fork_losses, policy_regret, state_labels
     from metalr.meta.checkpoint import checkpoint_metadata, save_checkpoint
-    from metalr.meta.dataset import build_sequences, select_features, shuffle_across_runs
-    from metalr.meta.fit import fit_meta_learner
+    from metalr.meta.dataset import build_sequences, relabel, select_features, shuffle_across_runs
+    from metalr.meta.fit import decisions_at_labels, fit_meta_learner
     from metalr.meta.variants import variant
     from metalr.optim import resolve_device
 
@@ -497,28 +498,51 @@ def fit(
     fraction = config.meta.decision_fraction
 
     def sequences(files: Mapping[str, Sequence[str | Path]]):
-        """(decision sequences with the variant's inputs, the state labels, the source runs)."""
+        """(decision sequences with the variant's inputs and hard labels, the forks, the source runs)."""
         if not files["runs"]:
             return [], None, None
         runs = read_parquet_files(files["runs"])
-        labels = state_labels(read_parquet_files(files["forks"]))
-        found = build_sequences(runs, read_parquet_files(files["trajectories"]), labels, fraction)
+        forks = read_parquet_files(files["forks"])
+        found = build_sequences(runs, read_parquet_files(files["trajectories"]), state_labels(forks), fraction)
         if chosen.shuffled:
             budgets = dict(runs.select("run_id", "budget_steps").iter_rows())
             found = shuffle_across_runs(found, budgets, config.meta.seed)
-        return select_features(found, chosen.features), labels, runs
+        return select_features(found, chosen.features), forks, runs
 
-    train, labels, runs = sequences(collect)
-    val, _, _ = sequences(metaval)
+    train, train_forks, runs = sequences(collect)
+    val, val_forks, _ = sequences(metaval)
     log(f"fit {variant_name}: {len(train)} meta-training sequences, {len(val)} meta-validation sequences")
     device = resolve_device(config.device)
-    fitted = []
-    for point in config.meta.search_points():
-        model, report = fit_meta_learner(train, val, point, chosen.arch, chosen.features, device=device, log=log)
-        score = report.val_loss if report.val_loss is not None else report.train_loss
-        log(f"fit {variant_name}: hidden {point.hidden}, meta-LR {point.lr:g}: early-stop score {score:.4f}")
-        fitted.append((score, point, model, report))
-    _, point, model, report = min(fitted, key=lambda f: f[0])
+    # Hard labels, and soft ones at each temperature configured: each is judged by the regret of
+    # its fitted policy on meta-validation's forks (meta-training's without meta-validation), so
+    # soft labels are kept only where they beat hard ones there.
+    temperatures = (None, *config.meta.label_temperatures)
+    judged_on = (val, val_forks) if val else (train, train_forks)
+    candidates = []
+    for temperature in temperatures:
+        labels = state_labels(train_forks, temperature)
+        train_t = relabel(train, labels)
+        val_t = relabel(val, state_labels(val_forks, temperature)) if val else []
+        fitted = []
+        for point in config.meta.search_points():
+            model, report = fit_meta_learner(
+                train_t, val_t, point, chosen.arch, chosen.features, device=device, log=log
+            )
+            score = report.val_loss if report.val_loss is not None else report.train_loss
+            log(f"fit {variant_name}: hidden {point.hidden}, meta-LR {point.lr:g}: early-stop score {score:.4f}")
+            fitted.append((score, point, model, report))
+        _, point, model, report = min(fitted, key=lambda f: f[0])
+        if config.meta.label_temperatures:
+            regret = policy_regret(
+                decisions_at_labels(model, judged_on[0]),
+                state_labels(judged_on[1]),
+                fork_losses(judged_on[1]),
+            )
+            report = replace(report, label_temperature=temperature, policy_regret=regret)
+            log(f"fit {variant_name}: label temperature {temperature}: policy regret {regret}")
+        candidates.append((report.policy_regret, point, model, report, labels))
+    # A candidate without a scoreable point ranks last; ties go to the earlier (harder) labels.
+    _, point, model, report, labels = min(candidates, key=lambda c: math.inf if c[0] is None else c[0])
     save_checkpoint(
         model.cpu(),
         checkpoint_metadata(config, chosen, point, model, report, labels, runs),

@@ -1,14 +1,22 @@
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from conftest import make_task
 
 from metalr.config import BranchConfig, MetaConfig
-from metalr.meta.branching import branch_steps, forks_frame, label_snapshots, state_labels
+from metalr.meta.branching import (
+    branch_steps,
+    fork_losses,
+    forks_frame,
+    label_snapshots,
+    policy_regret,
+    state_labels,
+)
 from metalr.meta.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from metalr.meta.dataset import DecisionSequence, build_sequences, select_features, shuffle_across_runs
+from metalr.meta.dataset import DecisionSequence, build_sequences, relabel, select_features, shuffle_across_runs
 from metalr.meta.fit import GroupDropout, fit_meta_learner
 from metalr.meta.inputs import (
     ALL_FEATURES,
@@ -145,6 +153,56 @@ def test_labels_take_the_best_mean_multiplier_ties_to_no_change_and_all_diverged
     cos11 = 0.5 * (1 + math.cos(math.pi * 10 / 100))
     assert labels[10]["a_now"] == pytest.approx(-math.log(cos11))
     assert labels[10]["label"] == pytest.approx(-math.log(cos11) + math.log(2.0))
+
+
+def _forks_by_loss(losses: dict[tuple[int, float], float | None]) -> pl.DataFrame:
+    """One fork seed per (step, multiplier) with its final validation loss; None: it diverged."""
+    return _forks(
+        [
+            {"step": step, "multiplier": m, "fork_seed": 0, "final_val_loss": loss, "diverged": loss is None}
+            for (step, m), loss in losses.items()
+        ]
+    )
+
+
+def test_soft_labels_weight_every_fork_near_the_best_and_tend_to_the_hard_label_as_t_shrinks():
+    forks = _forks_by_loss({(10, 0.5): 1.2, (10, 2.0): 1.0, (10, 4.0): 1.01, (10, 8.0): None})
+    a_now = state_labels(forks)["a_now"][0]
+
+    def soft(temperature):
+        return state_labels(forks, temperature)["label"][0] - a_now
+
+    assert soft(1e-4) == pytest.approx(math.log(2.0), abs=1e-6)  # the hard label
+    # x2 and x4 are 1% apart: at T = 0.01 both weigh, x0.5 (20% worse) hardly does
+    weights = np.exp(-np.array([0.2, 0.0, 0.01]) / 0.01)
+    expected = weights @ np.log([0.5, 2.0, 4.0]) / weights.sum()
+    assert soft(0.01) == pytest.approx(expected, abs=1e-9)
+    assert math.log(2.0) < soft(0.01) < math.log(4.0)
+    assert soft(1e3) == pytest.approx(np.mean(np.log([0.5, 2.0, 4.0])), abs=1e-3)  # the diverged fork never counts
+
+
+def test_policy_regret_reads_each_decision_as_the_nearest_fork():
+    forks = _forks_by_loss({(10, 0.5): 1.5, (10, 2.0): 1.0, (20, 0.5): 2.0, (20, 2.0): None})
+    labels = state_labels(forks)
+    a_now = dict(labels.select("step", "a_now").iter_rows())
+
+    def regret(wanted):  # wanted: the multiplier each decision asks for, by step
+        proposals = pl.DataFrame(
+            {"run_id": ["r", "r"], "step": [10, 20], "a": [a_now[s] + math.log(m) for s, m in wanted.items()]},
+            schema={"run_id": pl.String, "step": pl.Int32, "a": pl.Float64},
+        )
+        return policy_regret(proposals, labels, fork_losses(forks))
+
+    assert regret({10: 1.8, 20: 0.6}) == 0.0  # nearest forks: x2 (best), x0.5 (the only finite one)
+    assert regret({10: 0.4, 20: 0.6}) == pytest.approx(0.25)  # x0.5 at step 10: 50% worse
+    assert regret({10: 1.8, 20: 3.0}) == pytest.approx(0.5)  # a diverged fork costs the cap, 1
+
+
+def test_relabelling_keeps_which_decisions_are_labelled():
+    sequence = DecisionSequence("r", np.array([10, 20, 30]), np.zeros((3, 2), np.float32), np.array([np.nan, 1.0, 2.0]))
+    labels = pl.DataFrame({"run_id": ["r", "r"], "step": [20, 30], "label": [-1.0, 0.5]})
+    (relabelled,) = relabel([sequence], labels)
+    np.testing.assert_array_equal(relabelled.labels, np.array([np.nan, -1.0, 0.5], dtype=np.float32))
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -10,6 +11,7 @@ import yaml
 from conftest import TEST_CONFIG, TRAINING_RULES, run_smoke_pipeline, snakemake_exe
 
 from metalr.meta.variants import DEPLOYMENTS, meta_variants
+from metalr.pipeline import fit
 from metalr.trajectories import REQUIRED_TRAJECTORY_COLUMNS, scan_trajectories
 
 
@@ -230,3 +232,28 @@ def test_a_task_declared_only_in_yaml_on_a_local_csv_runs_through_the_pipeline(t
     # At the task's own base LR it learns; collection runs start from base LRs up to 30x off.
     assert runs.filter((pl.col("phase") == "eval") & (pl.col("lr_multiplier") == 1.0))["test_auc"].min() > 0.5
     assert (results / "data" / "mytable" / "train.parquet").is_file()
+
+
+def test_a_fit_over_label_temperatures_keeps_the_labels_whose_policy_regrets_least_on_meta_validation(
+    smoke_run, tmp_path, capsys
+):
+    results, config = smoke_run
+    files = {
+        base: {
+            "runs": sorted(results.glob(f"runs/phase={base}/*/part-0.parquet")),
+            "trajectories": sorted(results.glob(f"trajectories/phase={base}/*/part-0.parquet")),
+            "forks": [results / "meta" / "forks" / f"phase={base}" / "part-0.parquet"],
+        }
+        for base in ("collect", "metaval")
+    }
+    tuned = replace(config, meta=replace(config.meta, label_temperatures=(0.003, 0.3)))
+    fit(tuned, "meta", files["collect"], files["metaval"], tmp_path / "meta")
+    judged = {
+        None if t == "None" else float(t): float(r)
+        for t, r in re.findall(r"label temperature (\S+): policy regret (\S+)", capsys.readouterr().out)
+    }
+    assert list(judged) == [None, 0.003, 0.3]  # hard labels are always a candidate
+    assert all(0.0 <= r <= 1.0 for r in judged.values())
+    report = json.loads((tmp_path / "meta" / "config.json").read_text())["fit"]
+    assert report["policy_regret"] == min(judged.values())
+    assert report["label_temperature"] == min(judged, key=judged.get)

@@ -91,24 +91,47 @@ def forks_frame(rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=FORKS_SCHEMA)
 
 
-def state_labels(forks: pl.DataFrame) -> pl.DataFrame:
-    """Per (run, branch point): the best multiplier and the label, a = a_now + ln(best), within |a| <= ln 10.
-
-    ``a_now`` is the source run's own log-multiplier on the default cosine at that point,
-    so the label is an absolute action of the meta-scheduler. Ties go to the multiplier
-    nearest 1 (no change); a point where every fork diverged gets the smallest multiplier.
-    """
-    means = (
+def fork_losses(forks: pl.DataFrame) -> pl.DataFrame:
+    """Per (run, branch point, multiplier): the forks' mean final validation loss (inf where one diverged)."""
+    return (
         forks.with_columns(pl.col("final_val_loss").fill_null(math.inf))
         .group_by("run_id", "step", "next_lr", "base_lr", "budget_steps", "multiplier")
         .agg(mean_val_loss=pl.col("final_val_loss").mean())
     )
+
+
+def _soft_log_multiplier(options: list[dict], temperature: float) -> float:
+    """The temperature-weighted mean log-multiplier: weights exp(-(L / L_best - 1) / T) over the
+    finite fork losses L, so multipliers within a few T of the best loss (relative) share the label."""
+    finite = [r for r in options if math.isfinite(r["mean_val_loss"])]
+    best = min(r["mean_val_loss"] for r in finite)
+    scale = max(abs(best), 1e-12)
+    excess = np.array([(r["mean_val_loss"] - best) / scale for r in finite])
+    weights = np.exp(-excess / temperature)
+    return float(weights @ np.log([r["multiplier"] for r in finite]) / weights.sum())
+
+
+def state_labels(forks: pl.DataFrame, temperature: float | None = None) -> pl.DataFrame:
+    """Per (run, branch point): the best multiplier and the label, a = a_now + ln(m), within |a| <= ln 10.
+
+    ``a_now`` is the source run's own log-multiplier on the default cosine at that point,
+    so the label is an absolute action of the meta-scheduler. Hard labels (``temperature``
+    None): ln(m) of the best multiplier; ties go to the multiplier nearest 1 (no change).
+    Soft labels: ln(m) is the temperature-weighted mean over the forks (``_soft_log_multiplier``).
+    A point where every fork diverged gets the smallest multiplier either way.
+    """
+    means = fork_losses(forks)
     rows = []
     for _, group in sorted(means.partition_by("run_id", "step", as_dict=True).items()):
-        options = group.iter_rows(named=True)
+        options = list(group.iter_rows(named=True))
         best = min(options, key=lambda r: (r["mean_val_loss"], abs(math.log(r["multiplier"]))))
         if not math.isfinite(best["mean_val_loss"]):
-            best = min(group.iter_rows(named=True), key=lambda r: r["multiplier"])
+            best = min(options, key=lambda r: r["multiplier"])
+            log_multiplier = math.log(best["multiplier"])
+        elif temperature is None:
+            log_multiplier = math.log(best["multiplier"])
+        else:
+            log_multiplier = _soft_log_multiplier(options, temperature)
         factor = max(cosine_factor(best["step"] + 1, best["budget_steps"]), 1e-12)
         a_now = math.log(max(best["next_lr"], 1e-30) / (best["base_lr"] * factor))
         rows.append(
@@ -118,7 +141,7 @@ def state_labels(forks: pl.DataFrame) -> pl.DataFrame:
                 "best_multiplier": best["multiplier"],
                 "best_val_loss": best["mean_val_loss"] if math.isfinite(best["mean_val_loss"]) else None,
                 "a_now": a_now,
-                "label": float(np.clip(a_now + math.log(best["multiplier"]), -MAX_LOG_MULT, MAX_LOG_MULT)),
+                "label": float(np.clip(a_now + log_multiplier, -MAX_LOG_MULT, MAX_LOG_MULT)),
             }
         )
     schema = {
@@ -130,3 +153,30 @@ def state_labels(forks: pl.DataFrame) -> pl.DataFrame:
         "label": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema)
+
+
+def policy_regret(proposals: pl.DataFrame, labels: pl.DataFrame, losses: pl.DataFrame) -> float | None:
+    """Mean relative excess final validation loss of following a policy at the branch points.
+
+    ``proposals`` (run_id, step, a): the policy's log-multiplier at each labelled state;
+    ``labels`` gives a_now there, ``losses`` (``fork_losses``) each fork's final loss. The
+    policy's multiplier exp(a - a_now) is read as the fork multiplier nearest it in log
+    space; its loss against the best fork's is the regret, L / L_best - 1 (1 where its fork
+    diverged, which caps it). None without a scoreable point.
+    """
+    joined = proposals.join(labels.select("run_id", "step", "a_now"), on=["run_id", "step"])
+    by_point = {key: group for key, group in losses.partition_by("run_id", "step", as_dict=True).items()}
+    regrets = []
+    for row in joined.iter_rows(named=True):
+        group = by_point.get((row["run_id"], row["step"]))
+        if group is None:
+            continue
+        finite = [r for r in group.iter_rows(named=True) if math.isfinite(r["mean_val_loss"])]
+        if not finite:
+            continue
+        wanted = row["a"] - row["a_now"]
+        nearest = min(group.iter_rows(named=True), key=lambda r: abs(math.log(r["multiplier"]) - wanted))
+        best = min(r["mean_val_loss"] for r in finite)
+        loss = nearest["mean_val_loss"]
+        regrets.append(min((loss - best) / max(abs(best), 1e-12), 1.0) if math.isfinite(loss) else 1.0)
+    return float(np.mean(regrets)) if regrets else None

@@ -62,6 +62,16 @@ def build_sequences(
     return sequences
 
 
+def relabel(sequences: list[DecisionSequence], labels: pl.DataFrame) -> list[DecisionSequence]:
+    """``sequences`` with the labels of ``labels`` (run_id, step, label) at their labelled decisions."""
+    by_point = {(r, s): y for r, s, y in labels.select("run_id", "step", "label").iter_rows()}
+    out = []
+    for sequence in sequences:
+        y = np.array([by_point.get((sequence.run_id, int(s)), np.nan) for s in sequence.steps], dtype=np.float32)
+        out.append(replace(sequence, labels=np.where(np.isfinite(sequence.labels), y, np.nan).astype(np.float32)))
+    return out
+
+
 def select_features(sequences: list[DecisionSequence], names: tuple[str, ...]) -> list[DecisionSequence]:
     index = feature_indices(names)
     return [replace(s, inputs=s.inputs[:, index]) for s in sequences]

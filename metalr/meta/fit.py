@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import torch
 
 from metalr.config import MetaConfig
@@ -29,6 +30,8 @@ class FitReport:
     n_train_labels: int
     n_val_labels: int
     wall_time_s: float
+    label_temperature: float | None = None  # soft labels' temperature; None: hard labels
+    policy_regret: float | None = None  # mean relative excess fork loss of its decisions (branching.policy_regret)
 
 
 def _pad(sequences: list[DecisionSequence], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -143,3 +146,17 @@ def fit_meta_learner(
         wall_time_s=time.perf_counter() - started,
     )
     return model.eval(), report
+
+
+def decisions_at_labels(model: torch.nn.Module, sequences: list[DecisionSequence]) -> pl.DataFrame:
+    """(run_id, step, a): the model's log-multiplier at each labelled decision of ``sequences``."""
+    rows = []
+    model.eval()
+    with torch.no_grad():
+        for sequence in sequences:
+            device = next(model.parameters()).device
+            outputs, _ = model(torch.tensor(sequence.inputs[None], device=device))
+            for step, label, a in zip(sequence.steps, sequence.labels, outputs[0].tolist(), strict=True):
+                if np.isfinite(label):
+                    rows.append({"run_id": sequence.run_id, "step": int(step), "a": a})
+    return pl.DataFrame(rows, schema={"run_id": pl.String, "step": pl.Int32, "a": pl.Float64})

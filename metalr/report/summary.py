@@ -569,10 +569,20 @@ def summary_markdown(
         f"- label MSE on meta-validation: learner {_fmt(fit.get('val_loss'))}, "
         f"untrained (= cosine) {_fmt(fit.get('cosine_val_loss'))}",
         f"- objective: {meta_info.get('objective', 'n/a')}; best-multiplier counts {meta_info.get('label_counts', {})}",
+        f"- labels: {_label_kind(fit)}",
         "",
         *_fit_table(meta_infos),
     ]
     return "\n".join(lines)
+
+
+def _label_kind(fit: dict) -> str:
+    """Hard or soft labels, and the meta-validation regret that chose them (``meta.label_temperatures``)."""
+    temperature, regret = fit.get("label_temperature"), fit.get("policy_regret")
+    kind = "hard (the best multiplier)" if temperature is None else f"soft, temperature {temperature:g}"
+    if regret is None:
+        return kind
+    return f"{kind}, chosen for the lowest policy regret on meta-validation's forks ({regret:.4f})"
 
 
 def markdown_to_html(markdown: str, title: str = "metalr results", base_dir: str | Path | None = None) -> str:
