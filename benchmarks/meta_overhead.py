@@ -16,6 +16,8 @@ Rounds are interleaved and each ratio is taken within its round, then the median
 is reported, so a slow moment of the shared machine hits both sides of a ratio.
 The smallest task is the one with the fewest model parameters (so the shortest steps,
 where the scheduler's cost weighs most), unless ``--task`` names one.
+It also splits the extra cost: per step (``observe`` + ``step`` with decisions switched off)
+and per decision (what the decisions add, times the decision interval).
 Last line: ``meta_overhead_pct: <extra cost over cosine, % of a step, worst architecture>``.
 """
 
@@ -108,8 +110,10 @@ def main() -> None:
             name: save_untrained(replace(config.meta, arch=name), Path(tmp) / name) for name in sorted(ARCHITECTURES)
         }
 
-        def meta(name: str) -> float:
+        def meta(name: str, decide: bool = True) -> float:
             scheduler = MetaScheduler.from_pretrained(checkpoints[name], _optimizer(task.base_lr), budget)
+            if not decide:  # observe() and step() only: the per-step share of the cost
+                scheduler.decision_every = budget + 1
             return scheduler_loop(scheduler, rows)
 
         def cosine() -> float:
@@ -122,6 +126,7 @@ def main() -> None:
         for _ in range(args.repeats):
             times = {"cosine": cosine(), "plain": plain_loop(task, data)}
             times |= {name: meta(name) for name in checkpoints}
+            times |= {f"{name} no decisions": meta(name, decide=False) for name in checkpoints}
             rounds.append(times)
 
     def median(key) -> float:
@@ -129,7 +134,10 @@ def main() -> None:
 
     step_s, cosine_s = median(lambda r: r["plain"]), median(lambda r: r["cosine"])
     print(f"plain training step: {step_s * 1e3:.3f} ms; CosineAnnealingLR step: {cosine_s * 1e6:.1f} us")
-    print(f"{'arch':<12} {'observe+step us':>15} {'extra us/step':>13} {'us/interval':>11} {'% of step':>9}")
+    print(
+        f"{'arch':<12} {'observe+step us':>15} {'extra us/step':>13} {'us/interval':>11} {'% of step':>9} "
+        f"{'per-step us':>11} {'us/decision':>11}"
+    )
     worst = float("-inf")
     for name in checkpoints:
         extra = median(lambda r, n=name: r[n] - r["cosine"])
@@ -138,9 +146,12 @@ def main() -> None:
         # Over one decision interval: `every` observe() calls and one forward of the learner.
         per_interval = extra * every
         worst = max(worst, pct)
+        # The split: observe() + step() without decisions, and what the decisions add, one per interval.
+        per_step = median(lambda r, n=name: r[f"{n} no decisions"] - r["cosine"])
+        per_decision = median(lambda r, n=name: r[n] - r[f"{n} no decisions"]) * every
         print(
             f"{name:<12} {median(lambda r, n=name: r[n]) * 1e6:>15.1f} {extra * 1e6:>13.1f} "
-            f"{per_interval * 1e6:>11.0f} {pct:>9.2f}"
+            f"{per_interval * 1e6:>11.0f} {pct:>9.2f} {per_step * 1e6:>11.1f} {per_decision * 1e6:>11.0f}"
         )
     print(f"meta_overhead_pct: {worst:.2f}")
 
