@@ -517,7 +517,9 @@ def fit(
     # its fitted policy on meta-validation's forks (meta-training's without meta-validation), so
     # soft labels are kept only where they beat hard ones there.
     temperatures = (None, *config.meta.label_temperatures)
-    judged_on = (val, val_forks) if val else (train, train_forks)
+    judged_sequences, judged_forks = (val, val_forks) if val else (train, train_forks)
+    if config.meta.label_temperatures:
+        judged_labels, judged_losses = state_labels(judged_forks), fork_losses(judged_forks)
     candidates = []
     for temperature in temperatures:
         labels = state_labels(train_forks, temperature)
@@ -533,11 +535,7 @@ def fit(
             fitted.append((score, point, model, report))
         _, point, model, report = min(fitted, key=lambda f: f[0])
         if config.meta.label_temperatures:
-            regret = policy_regret(
-                decisions_at_labels(model, judged_on[0]),
-                state_labels(judged_on[1]),
-                fork_losses(judged_on[1]),
-            )
+            regret = policy_regret(decisions_at_labels(model, judged_sequences), judged_labels, judged_losses)
             report = replace(report, label_temperature=temperature, policy_regret=regret)
             log(f"fit {variant_name}: label temperature {temperature}: policy regret {regret}")
         candidates.append((report.policy_regret, point, model, report, labels))

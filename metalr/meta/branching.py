@@ -100,13 +100,17 @@ def fork_losses(forks: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _relative_excess(loss: float, best: float) -> float:
+    """L / L_best - 1, safe for a best loss of 0: how much worse a fork ended than the best one."""
+    return (loss - best) / max(abs(best), 1e-12)
+
+
 def _soft_log_multiplier(options: list[dict], temperature: float) -> float:
     """The temperature-weighted mean log-multiplier: weights exp(-(L / L_best - 1) / T) over the
     finite fork losses L, so multipliers within a few T of the best loss (relative) share the label."""
     finite = [r for r in options if math.isfinite(r["mean_val_loss"])]
     best = min(r["mean_val_loss"] for r in finite)
-    scale = max(abs(best), 1e-12)
-    excess = np.array([(r["mean_val_loss"] - best) / scale for r in finite])
+    excess = np.array([_relative_excess(r["mean_val_loss"], best) for r in finite])
     weights = np.exp(-excess / temperature)
     return float(weights @ np.log([r["multiplier"] for r in finite]) / weights.sum())
 
@@ -178,5 +182,5 @@ def policy_regret(proposals: pl.DataFrame, labels: pl.DataFrame, losses: pl.Data
         nearest = min(group.iter_rows(named=True), key=lambda r: abs(math.log(r["multiplier"]) - wanted))
         best = min(r["mean_val_loss"] for r in finite)
         loss = nearest["mean_val_loss"]
-        regrets.append(min((loss - best) / max(abs(best), 1e-12), 1.0) if math.isfinite(loss) else 1.0)
+        regrets.append(min(_relative_excess(loss, best), 1.0) if math.isfinite(loss) else 1.0)
     return float(np.mean(regrets)) if regrets else None

@@ -151,10 +151,10 @@ def fit_meta_learner(
 def decisions_at_labels(model: torch.nn.Module, sequences: list[DecisionSequence]) -> pl.DataFrame:
     """(run_id, step, a): the model's log-multiplier at each labelled decision of ``sequences``."""
     rows = []
+    device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
         for sequence in sequences:
-            device = next(model.parameters()).device
             outputs, _ = model(torch.tensor(sequence.inputs[None], device=device))
             for step, label, a in zip(sequence.steps, sequence.labels, outputs[0].tolist(), strict=True):
                 if np.isfinite(label):
