@@ -213,3 +213,9 @@ def test_a_loss_only_deployment_reads_only_the_loss_and_never_falls_back_for_wha
     assert lrs == plain_lrs and deployed.fallback_rate == plain.fallback_rate
     absent = [f for f in INPUT_FEATURES if f not in (*CORE_FEATURES, *FEATURE_GROUPS["loss"], "has_loss")]
     assert deployed.decisions > 0 and not any(f"input {name} " in r for r in reasons for name in absent)
+
+
+def test_a_misspelt_input_group_is_refused_naming_the_known_ones(meta_checkpoints):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    with pytest.raises(ValueError, match=r"unknown input group\(s\) \['valdation'\].*known: loss, gradients"):
+        MetaScheduler.from_pretrained(meta_checkpoints["lstm"], optimizer, 40, groups=("loss", "valdation"))

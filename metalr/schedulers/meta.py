@@ -111,6 +111,11 @@ class MetaScheduler(LRScheduler):
         self._loss_ema = LossEMA(loss_ema_beta)
         base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
         self.groups = None if groups is None else tuple(groups)
+        unknown = sorted(set(self.groups or ()) - set(GROUP_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"MetaScheduler: unknown input group(s) {unknown} in groups=; known: {', '.join(GROUP_COLUMNS)}"
+            )
         supplied = None if groups is None else [c for g in self.groups for c in GROUP_COLUMNS[g]]
         self.inputs = InputBuilder(base_lr=base_lr, budget=budget, features=self.features, supplied=supplied)
         # What an evaluation run computes probes for: the columns this scheduler reads.
