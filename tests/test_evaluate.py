@@ -164,6 +164,17 @@ def test_target_is_the_median_over_seeds_of_the_best_tuned_baseline_and_meta_joi
     ]
 
 
+def test_a_baseline_that_reads_the_machines_timings_never_sets_the_target():
+    runs, _ = synthetic_eval(
+        {
+            ("a", "cosine", 1.0): [0.80, 0.82, 0.84],
+            ("a", "resource", 1.0): [0.95, 0.95, 0.95],  # best, but its runs differ per machine
+        }
+    )
+    target = compute_targets(runs, choose_tuned_lr(runs)).row(0, named=True)
+    assert target["metric_target"] == pytest.approx(0.82) and target["metric_target_from"] == "cosine"
+
+
 def test_leakage_check_catches_a_held_out_task_by_id_and_a_renamed_copy_by_hash(tmp_path, smoke_config):
     held = smoke_config.tasks[smoke_config.held_out[0]]
     clean, by_id, renamed = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"

@@ -22,6 +22,18 @@ def test_performance_ratios_divide_by_the_fastest_and_a_miss_stays_infinite():
     assert ratios == [1.0, 2.5, 5.0, 2.0, 1.0, INF, INF, INF, INF]
 
 
+def test_a_machine_dependent_scheduler_never_sets_the_best_time_and_is_capped_at_ratio_one():
+    with_resource = pl.concat(
+        [TOY, pl.DataFrame({"task": ["A", "B"], "scheduler": ["resource", "resource"], "time": [5.0, 20.0]})]
+    )
+    ratios = dict(
+        performance_ratios(with_resource).select(pl.concat_str("task", "scheduler", separator="/"), "ratio").iter_rows()
+    )
+    # The others' ratios are those of the table without it: the same on every machine.
+    assert [ratios[k] for k in ("A/x", "A/y", "B/x", "B/y")] == [1.0, 2.5, 2.0, 1.0]
+    assert ratios["A/resource"] == 1.0 and ratios["B/resource"] == pytest.approx(20 / 15)
+
+
 def test_profile_on_a_toy_table_has_the_known_fractions():
     rho = profile(performance_ratios(TOY), np.array([1.0, 2.0, 3.0, 5.0]))
     by = {(r["scheduler"], r["tau"]): r["rho"] for r in rho.iter_rows(named=True)}

@@ -13,15 +13,23 @@ import math
 import numpy as np
 import polars as pl
 
+from metalr.schedulers import MACHINE_DEPENDENT
+
 TAU_MAX = 4.0
 
 
 def performance_ratios(times: pl.DataFrame, time_column: str = "time") -> pl.DataFrame:
-    """Add ``ratio`` per (task, scheduler); infinite when the scheduler, or every scheduler, missed."""
-    best = pl.col(time_column).min().over("task")
+    """Add ``ratio`` per (task, scheduler); infinite when the scheduler, or every scheduler, missed.
+
+    The best time is taken over the schedulers whose runs do not read the machine's timings
+    (``MACHINE_DEPENDENT``), so every other ratio is the same on any machine; a machine-dependent
+    scheduler faster than all of them gets ratio 1.
+    """
+    reproducible = ~pl.col("scheduler").is_in(MACHINE_DEPENDENT)
+    best = pl.col(time_column).filter(reproducible).min().over("task")
     return times.with_columns(
         ratio=pl.when(pl.col(time_column).is_finite() & best.is_finite())
-        .then(pl.col(time_column) / best)
+        .then((pl.col(time_column) / best).clip(lower_bound=1.0))
         .otherwise(pl.lit(math.inf))
     )
 

@@ -11,7 +11,7 @@ import math
 
 import polars as pl
 
-from metalr.schedulers import META
+from metalr.schedulers import MACHINE_DEPENDENT, META
 
 SELF_TUNING = "self-tuning"
 EXTERNALLY_TUNED = "externally tuned"
@@ -86,10 +86,14 @@ def compute_targets(runs: pl.DataFrame, tuned_lr: pl.DataFrame) -> pl.DataFrame:
 
     Each is the median over seeds of the best tuned baseline's final validation value; with
     no grid the tuned baselines are the untuned ones. A target no baseline reached in at
-    least half its seeds is null (nothing can be timed against it).
+    least half its seeds is null (nothing can be timed against it). Baselines that read the
+    machine's timings (``MACHINE_DEPENDENT``) never set a target: every time-to-target would
+    then change from one run of the same config to the next.
     """
     framing = EXTERNALLY_TUNED if has_grid(runs) else SELF_TUNING
-    baselines = framing_runs(runs, tuned_lr, framing).filter(pl.col("scheduler") != META)
+    baselines = framing_runs(runs, tuned_lr, framing).filter(
+        (pl.col("scheduler") != META) & ~pl.col("scheduler").is_in(MACHINE_DEPENDENT)
+    )
     metric = _best_by_median(baselines, "final_val_metric", pl.col("higher_is_better"), ["task", "scheduler"])
     loss = _best_by_median(baselines, "final_val_loss", pl.lit(False), ["task", "scheduler"])
 
