@@ -517,6 +517,7 @@ def fit(
     # its fitted policy on meta-validation's forks (meta-training's without meta-validation), so
     # soft labels are kept only where they beat hard ones there.
     temperatures = (None, *config.meta.label_temperatures)
+    fitting_started = time.perf_counter()
     judged_sequences, judged_forks = (val, val_forks) if val else (train, train_forks)
     if config.meta.label_temperatures:
         judged_labels, judged_losses = state_labels(judged_forks), fork_losses(judged_forks)
@@ -541,9 +542,15 @@ def fit(
         candidates.append((report.policy_regret, point, model, report, labels))
     # A candidate without a scoreable point ranks last; ties go to the earlier (harder) labels.
     _, point, model, report, labels = min(candidates, key=lambda c: math.inf if c[0] is None else c[0])
+    # What meta-training cost: this variant's fits (every label temperature), and the forks it learnt from.
+    forks = [f for f in (train_forks, val_forks) if f is not None and "wall_time_s" in f.columns]
+    compute = {
+        "fit_s": time.perf_counter() - fitting_started,
+        "forks_s": sum(float(f["wall_time_s"].sum()) for f in forks) if forks else None,
+    }
     save_checkpoint(
         model.cpu(),
-        checkpoint_metadata(config, chosen, point, model, report, labels, runs),
+        {**checkpoint_metadata(config, chosen, point, model, report, labels, runs), "compute": compute},
         out_dir,
     )
     log(

@@ -15,6 +15,7 @@ the learner sees bad states and what fixes them, not only the states of good run
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import polars as pl
@@ -34,14 +35,16 @@ def branch_steps(budget: int, points: int, decision_fraction: float) -> list[int
 
 def continue_from(
     spec: RunSpec, data: SplitData, splits: dict, snapshot: dict, multiplier: float, hold: int, fork_seed: int
-) -> float:
-    """Final validation loss of the fork of ``snapshot`` at ``multiplier`` (inf when it diverges).
+) -> tuple[float, float]:
+    """Final validation loss of the fork of ``snapshot`` at ``multiplier`` (inf when it diverges),
+    and its training seconds.
 
     ``data`` and ``splits`` are the task's view of its data and its tensors on the run's device.
     The fork runs through the training loop itself (``run_loop``), so it trains exactly as runs do.
     """
+    started = time.perf_counter()
     result = run_loop(spec, data, splits, fork=Fork(snapshot, multiplier, hold, fork_seed))
-    return result.row["final_val_loss"]
+    return result.row["final_val_loss"], time.perf_counter() - started
 
 
 def fork_seed(run_id: str, step: int, seed: int) -> int:
@@ -57,7 +60,7 @@ def label_snapshots(spec, data, snapshots: list[dict], cfg: BranchConfig) -> lis
         for multiplier in cfg.multipliers:
             for seed in range(cfg.seeds):
                 seed_of_fork = fork_seed(spec.run_id, snapshot["step"], seed)
-                loss = continue_from(spec, view, splits, snapshot, multiplier, hold, seed_of_fork)
+                loss, seconds = continue_from(spec, view, splits, snapshot, multiplier, hold, seed_of_fork)
                 rows.append(
                     {
                         "run_id": spec.run_id,
@@ -69,6 +72,7 @@ def label_snapshots(spec, data, snapshots: list[dict], cfg: BranchConfig) -> lis
                         "fork_seed": seed,
                         "final_val_loss": loss if math.isfinite(loss) else None,
                         "diverged": not math.isfinite(loss),
+                        "wall_time_s": seconds,
                     }
                 )
     return rows
@@ -84,6 +88,7 @@ FORKS_SCHEMA = {
     "fork_seed": pl.Int32,
     "final_val_loss": pl.Float64,
     "diverged": pl.Boolean,
+    "wall_time_s": pl.Float64,  # the fork's training seconds (a timing column: differs between machines)
 }
 
 
