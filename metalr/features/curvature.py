@@ -14,6 +14,17 @@ from metalr.features.base import Probe, StepContext, flat, isolated
 HVP = Callable[[torch.Tensor], torch.Tensor]
 
 
+def twice_differentiable():
+    """A context for the forward pass of a loss that ``make_hvp`` differentiates twice.
+
+    On CPU, scaled-dot-product attention without dropout (BERT, GPT-2 at dropout 0) picks a
+    flash kernel whose backward has no derivative; the math kernel has one.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 def make_hvp(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> HVP:
     """Hessian-vector products of ``loss`` w.r.t. ``params`` (flat vectors in, flat out).
 
@@ -133,7 +144,7 @@ class CurvatureProbe(Probe):
     def after_backward(self, ctx: StepContext) -> dict[str, float | None]:
         if not self.due(ctx.step):
             return {}
-        with isolated(ctx.model, self.seed + ctx.step):
+        with isolated(ctx.model, self.seed + ctx.step), twice_differentiable():
             loss = ctx.loss_fn(ctx.model(ctx.inputs[: self.sub_batch]), ctx.targets[: self.sub_batch])
             hvp = make_hvp(loss, ctx.params)
             size = sum(p.numel() for p in ctx.params)

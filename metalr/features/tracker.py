@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from metalr.features.base import StepContext, flat
-from metalr.features.curvature import lanczos, make_hvp
+from metalr.features.curvature import lanczos, make_hvp, twice_differentiable
 from metalr.features.gradients import GradientGeometryProbe, GradNormProbe
 
 
@@ -76,7 +76,9 @@ class FeatureTracker:
         """λ_max of the Hessian of ``closure()`` (a loss on a batch, built with autograd on) by
         warm-started Lanczos, as the pipeline's probe (relative residual ``tol``, at most
         ``max_iters`` Hessian-vector products); also queues ``curv_lr_lambda`` = lr × λ_max."""
-        hvp = make_hvp(closure(), self.params)
+        with twice_differentiable():
+            loss = closure()
+        hvp = make_hvp(loss, self.params)
         start = self._curvature_vector
         if start is None:
             start = torch.randn(flat(p.detach() for p in self.params).shape, device=self.params[0].device)
