@@ -381,7 +381,7 @@ def _schema_message(raw: dict[str, Any]) -> str:
 
 # A task family's sampled fields: many cheap variants of one task, drawn from a seed, so meta-training sees variety.
 FAMILY_MODEL_FIELDS = ("width", "depth")
-FAMILY_TASK_FIELDS = ("batch_size", "base_lr", "optimizer", "subset", "label_noise")
+FAMILY_TASK_FIELDS = ("batch_size", "base_lr", "optimizer", "subset", "label_noise", "budget_steps")
 
 
 def expand_family(base: TaskSpec, sample: Mapping[str, Sequence[Any]], count: int, seed: int) -> list[TaskSpec]:

@@ -78,7 +78,12 @@ def test_a_family_samples_its_variants_from_its_seed_and_splits_may_name_it(raw)
         "fam": {
             "task": {"dataset": "digits", "model": {"family": "mlp"}},
             "count": 6,
-            "sample": {"width": [8, 16, 32], "base_lr": [1.0e-4, 1.0e-2], "label_noise": [0.0, 0.2]},
+            "sample": {
+                "width": [8, 16, 32],
+                "base_lr": [1.0e-4, 1.0e-2],
+                "label_noise": [0.0, 0.2],
+                "budget_steps": [100, 1000],
+            },
         }
     }
     raw["splits"]["meta_train"] = ["fam"]
@@ -87,6 +92,7 @@ def test_a_family_samples_its_variants_from_its_seed_and_splits_may_name_it(raw)
     assert list(first.meta_train) == [v.task_id for v in variants]
     assert variants == [again.tasks[v.task_id] for v in variants]
     assert {v.model.width for v in variants} <= {8, 16, 32} and len({v.config_hash for v in variants}) > 1
+    assert {v.budget_steps for v in variants} == {100, 1000}
     raw["families"]["fam"]["seed"] = 1
     assert [parse_config(raw).tasks[v.task_id] for v in variants] != variants
 

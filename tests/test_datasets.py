@@ -54,6 +54,26 @@ def test_synthetic_text_is_marked_synthetic_and_learnable_by_sign_of_sentiment()
     assert set(np.unique(data.y("train"))) == {0, 1}
 
 
+@pytest.mark.parametrize(("name", "classes"), [("shapes", 4), ("topics", 4)])
+def test_procedural_datasets_are_synthetic_balanced_and_the_same_for_the_same_split_seed(name, classes):
+    data, again = prepare_dataset(name, 0, 0.15, 0.15), prepare_dataset(name, 0, 0.15, 0.15)
+    assert data.info.synthetic and data.info.n_classes == classes
+    counts = np.bincount(data.y("train"), minlength=classes)
+    assert counts.min() > 0.8 * counts.mean()
+    np.testing.assert_array_equal(data.X("train"), again.X("train"))
+
+
+def test_topics_documents_carry_more_words_of_their_own_topic_than_of_any_other():
+    from metalr.tasks.datasets import TOPIC_WORDS
+
+    data = prepare_dataset("topics", 0, 0.15, 0.15)
+    X, y = data.X("train"), data.y("train")
+    topic_of = np.where((X >= 1) & (X <= 4 * TOPIC_WORDS), (X - 1) // TOPIC_WORDS, -1)
+    counts = np.stack([(topic_of == k).sum(1) for k in range(4)], axis=1)
+    # Labels carry 5% noise; beyond it, the own topic wins (ties: 2 own words, 2 distractors).
+    assert (counts.argmax(1) == y).mean() > 0.8
+
+
 def test_saved_split_data_round_trips(tmp_path, digits):
     digits.save(tmp_path / "d.npz")
     loaded = SplitData.load(tmp_path / "d.npz")

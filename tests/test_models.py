@@ -4,7 +4,16 @@ import torch
 from metalr.config import ModelSpec
 from metalr.tasks import build_model, prepare_dataset
 
-FAMILIES = [("digits", "mlp"), ("digits", "cnn"), ("wine", "mlp"), ("sunspots", "lstm"), ("synthtext", "bilstm")]
+FAMILIES = [
+    ("digits", "mlp"),
+    ("digits", "cnn"),
+    ("wine", "mlp"),
+    ("sunspots", "lstm"),
+    ("elnino", "gru"),
+    ("synthtext", "bilstm"),
+    ("shapes", "cnn"),
+    ("iris", "mlp"),
+]
 
 
 @pytest.mark.parametrize(("dataset", "family"), FAMILIES)

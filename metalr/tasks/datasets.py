@@ -66,6 +66,8 @@ def _series(name: str) -> RawLoader:
         if name == "co2":
             frame = sm.datasets.co2.load_pandas().data
             values = frame["co2"].interpolate(limit_direction="both").to_numpy()
+        elif name == "elnino":  # one row per year, one column per month: read row by row
+            values = sm.datasets.elnino.load_pandas().data.drop(columns="YEAR").to_numpy().ravel()
         else:
             values = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy()
         return values.astype(np.float32), np.empty(0), _builtin_info(name, input_shape=(0, 1))
@@ -105,16 +107,87 @@ def _synthtext(seed: int):
     return X, y, info
 
 
+SHAPES_SIZE = 16
+SHAPES = ("square", "ring", "plus", "cross")
+
+
+def _shapes(seed: int):
+    """Procedural images: a filled square, a ring, a plus or a diagonal cross on a noisy 16x16 canvas.
+
+    Each shape has a random centre, size and brightness; pixel noise is Gaussian (sd 0.25) and
+    labels carry 5% noise, so no model reaches 100%.
+    """
+    rng = np.random.default_rng(seed + 104729)
+    n, size = 3000, SHAPES_SIZE
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    y = rng.integers(0, len(SHAPES), size=n)
+    X = np.empty((n, 1, size, size), dtype=np.float32)
+    for i, label in enumerate(y):
+        radius = rng.uniform(3.0, 6.0)
+        cy, cx = rng.uniform(radius, size - 1 - radius, size=2)
+        dy, dx = rows - cy, cols - cx
+        shape = SHAPES[label]
+        if shape == "square":
+            mask = (np.abs(dy) <= radius * 0.8) & (np.abs(dx) <= radius * 0.8)
+        elif shape == "ring":
+            mask = np.abs(np.hypot(dy, dx) - radius * 0.8) <= 0.9
+        elif shape == "plus":
+            mask = ((np.abs(dy) <= 0.9) & (np.abs(dx) <= radius)) | ((np.abs(dx) <= 0.9) & (np.abs(dy) <= radius))
+        else:
+            diagonal = (np.abs(dy - dx) <= 1.0) | (np.abs(dy + dx) <= 1.0)
+            mask = diagonal & (np.maximum(np.abs(dy), np.abs(dx)) <= radius)
+        X[i, 0] = mask * rng.uniform(0.6, 1.0) + rng.normal(0.0, 0.25, size=(size, size))
+    flip = rng.random(n) < 0.05
+    y[flip] = rng.integers(0, len(SHAPES), size=int(flip.sum()))
+    info = _builtin_info("shapes", input_shape=(1, size, size), n_classes=len(SHAPES), synthetic=True)
+    return X, y.astype(np.int64), info
+
+
+TOPICS_VOCAB = 200
+TOPICS_LEN = 24
+TOPIC_WORDS = 12  # per topic: ids 1 + k * 12 ... ; fillers above
+
+
+def _topics(seed: int):
+    """Procedural topic classification: 4 topics of 12 words each, documents of 12-24 tokens that
+    are mostly fillers, 2-4 words of their topic and 0-2 words of another. Labels carry 5% noise.
+
+    Token ids: 0 pad, 1-48 topic words (topic k: 1 + 12k ... 12 + 12k), 49+ fillers.
+    """
+    rng = np.random.default_rng(seed + 130363)
+    n, topics = 3000, 4
+    first_filler = 1 + topics * TOPIC_WORDS
+    X = np.zeros((n, TOPICS_LEN), dtype=np.int64)
+    y = rng.integers(0, topics, size=n)
+    for i, topic in enumerate(y):
+        length = int(rng.integers(12, TOPICS_LEN + 1))
+        tokens = rng.integers(first_filler, TOPICS_VOCAB, size=length)
+        own, other = int(rng.integers(2, 5)), int(rng.integers(0, 3))
+        places = rng.choice(length, size=own + other, replace=False)
+        distractor = (topic + int(rng.integers(1, topics))) % topics
+        tokens[places[:own]] = 1 + topic * TOPIC_WORDS + rng.integers(0, TOPIC_WORDS, size=own)
+        tokens[places[own:]] = 1 + distractor * TOPIC_WORDS + rng.integers(0, TOPIC_WORDS, size=other)
+        X[i, :length] = tokens
+    flip = rng.random(n) < 0.05
+    y[flip] = rng.integers(0, topics, size=int(flip.sum()))
+    info = _builtin_info("topics", input_shape=(TOPICS_LEN,), n_classes=topics, vocab_size=TOPICS_VOCAB, synthetic=True)
+    return X, y.astype(np.int64), info
+
+
 BUILTIN_DATASETS: dict[str, RawLoader] = {
     "digits": _digits,
     "breast_cancer": _sklearn_table("breast_cancer"),
     "wine": _sklearn_table("wine"),
+    "iris": _sklearn_table("iris"),
     "mnist5k": _mnist5k,
     "co2": _series("co2"),
     "sunspots": _series("sunspots"),
+    "elnino": _series("elnino"),
     "synthtext": _synthtext,
+    "shapes": _shapes,
+    "topics": _topics,
 }
-SERIES_WINDOW = {"co2": 52, "sunspots": 12}
+SERIES_WINDOW = {"co2": 52, "sunspots": 12, "elnino": 24}
 
 
 def prepare_dataset(

@@ -85,19 +85,17 @@ def _efficientnet_b0(in_channels: int, out_features: int, dropout: float) -> nn.
     return model
 
 
-class LSTMForecaster(nn.Module):
-    """Reads a window of a series and predicts the next value(s)."""
+class RecurrentForecaster(nn.Module):
+    """Reads a window of a series with a recurrent net (``nn.LSTM`` or ``nn.GRU``) and predicts the next value(s)."""
 
-    def __init__(self, in_features: int, horizon: int, width: int, depth: int, dropout: float):
+    def __init__(self, cell: type[nn.RNNBase], in_features: int, horizon: int, width: int, depth: int, dropout: float):
         super().__init__()
-        self.lstm = nn.LSTM(
-            in_features, width, num_layers=depth, batch_first=True, dropout=dropout if depth > 1 else 0.0
-        )
+        self.rnn = cell(in_features, width, num_layers=depth, batch_first=True, dropout=dropout if depth > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(width, horizon)
 
     def forward(self, x):
-        out, _ = self.lstm(x)
+        out, _ = self.rnn(x)
         return self.head(self.dropout(out[:, -1]))
 
 
@@ -274,8 +272,9 @@ def build_model(spec: ModelSpec, info: DatasetInfo) -> nn.Module:
         return _torchvision_resnet(spec.family, shape[0], out)
     if spec.family == "efficientnet_b0":
         return _efficientnet_b0(shape[0], out, dropout)
-    if spec.family == "lstm":
-        return LSTMForecaster(shape[-1], out, width, depth, dropout)
+    if spec.family in ("lstm", "gru"):
+        cell = nn.LSTM if spec.family == "lstm" else nn.GRU
+        return RecurrentForecaster(cell, shape[-1], out, width, depth, dropout)
     if spec.family == "transformer":
         return TransformerForecaster(shape[-1], shape[0], out, width, depth, dropout)
     if spec.family == "bilstm":
