@@ -173,6 +173,9 @@ class HFSequenceClassifier(nn.Module):
                 attn_pdrop=dropout,
                 num_labels=n_classes,
                 pad_token_id=0,
+                # GPT-2's own ids (50256) lie outside a small vocabulary; a classifier needs neither.
+                bos_token_id=None,
+                eos_token_id=None,
             )
             self.model = transformers.GPT2ForSequenceClassification(config)
 
