@@ -139,13 +139,28 @@ def test_lr_grid_is_log_spaced_around_the_default(raw):
     assert parse_config(raw).evaluate.lr_multipliers == pytest.approx((0.01, 0.1, 1.0, 10.0, 100.0))
 
 
-def test_bench_config_makes_aggregate_claims_on_twelve_held_out_tasks_and_ten_seeds(repo):
+def test_bench_config_makes_aggregate_claims_on_twelve_held_out_tasks_and_eight_seeds(repo):
     from metalr.evaluate import is_indicative
 
     bench = load_config(repo / "config" / "bench.yaml")
-    assert len(bench.held_out) >= 12 and bench.evaluate.seeds >= 10
+    assert len(bench.held_out) >= 12 and bench.evaluate.seeds >= 8
     assert not is_indicative(len(bench.held_out), bench.evaluate.seeds)
     assert is_indicative(len(load_config(repo / "config" / "config.yaml").held_out), 5)
+
+
+def test_bench_holds_out_sixteen_tasks_of_which_six_share_neither_dataset_nor_model_family_with_meta_training(repo):
+    bench = load_config(repo / "config" / "bench.yaml")
+    seen = [bench.tasks[t] for t in (*bench.meta_train, *bench.meta_val)]
+    datasets, families = {t.dataset for t in seen}, {t.model.family for t in seen}
+    unseen = [
+        t
+        for t in bench.held_out
+        if bench.tasks[t].dataset not in datasets and bench.tasks[t].model.family not in families
+    ]
+    assert len(bench.held_out) >= 16 and len(unseen) >= 6, unseen
+    assert len({t.rsplit("-", 1)[0] for t in bench.meta_train}) >= 8  # the default's five families and three more
+    assert {bench.tasks[t].budget_steps for t in bench.meta_train} >= {100, 1000}
+    assert "sgd" not in {t.optimizer for t in seen}  # the SGD task stays an unseen optimizer
 
 
 SHIPPED = ("config.yaml", "smoke.yaml", "bench.yaml", "full.yaml", "shared-data.yaml", "pretrain.yaml")

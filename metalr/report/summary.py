@@ -526,7 +526,7 @@ def summary_markdown(
     if indicative:
         lines += [
             f"**Indicative only**: {n_tasks} held-out tasks × {n_seeds} seeds. Aggregate claims need "
-            "`config/bench.yaml` (at least 12 held-out tasks and 10 seeds).",
+            "`config/bench.yaml` (at least 12 held-out tasks and 8 seeds).",
             "",
         ]
     else:
