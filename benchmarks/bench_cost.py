@@ -23,29 +23,33 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import cache
 
 import torch
 
-from metalr.config import load_config, on_policy_phase
+from metalr.config import PipelineConfig, load_config, on_policy_phase
 from metalr.pipeline import phase_run_count
 from metalr.tasks import prepare_dataset
 from metalr.train import RunSpec, train_run
 
+# (task content, data split, phase) -> CPU seconds: a task the two configs share is measured once.
+_MEASURED: dict[tuple, float] = {}
 
-@cache
-def _run_cpu_s(config_path: str, task_id: str, phase: str) -> float:
-    config = load_config(config_path)
+
+def _run_cpu_s(config: PipelineConfig, task_id: str, phase: str) -> float:
     task = config.tasks[task_id]
-    data = prepare_dataset(task.dataset, config.split_seed, config.val_fraction, config.test_fraction)
-    started = time.process_time()
-    train_run(RunSpec(phase, task, "cosine", 0), data)
-    return time.process_time() - started
+    split = (config.split_seed, config.val_fraction, config.test_fraction)
+    key = (task.config_hash, split, phase)
+    if key not in _MEASURED:
+        data = prepare_dataset(task.dataset, *split)
+        started = time.process_time()
+        train_run(RunSpec(phase, task, "cosine", 0), data)
+        _MEASURED[key] = time.process_time() - started
+    return _MEASURED[key]
 
 
-def _measured(config_path: str, task_id: str) -> tuple[float, float]:
+def _measured(config: PipelineConfig, task_id: str) -> tuple[float, float]:
     """(every probe on, baseline evaluation) CPU seconds of one run; tasks equal by content share one."""
-    return _run_cpu_s(config_path, task_id, "collect"), _run_cpu_s(config_path, task_id, "eval")
+    return _run_cpu_s(config, task_id, "collect"), _run_cpu_s(config, task_id, "eval")
 
 
 def estimate(config_path: str) -> dict[str, float]:
@@ -56,12 +60,12 @@ def estimate(config_path: str) -> dict[str, float]:
     for base, tasks in (("collect", config.meta_train), ("metaval", config.meta_val)):
         phases = [base] + [on_policy_phase(base, r) for r in range(1, config.meta.dagger_rounds + 1)]
         for task_id in tasks:
-            probed, plain = _measured(config_path, task_id)
+            probed, plain = _measured(config, task_id)
             runs = sum(phase_run_count(config, phase, task_id) for phase in phases)
             totals["collection"] += runs * probed
             totals["forks"] += runs * forks_per_run * plain
     for task_id in config.held_out:
-        probed, plain = _measured(config_path, task_id)
+        probed, plain = _measured(config, task_id)
         runs = phase_run_count(config, "eval", task_id)
         totals["evaluation"] += runs * 0.5 * (probed + plain)
         print(f"  {task_id:<28} {runs:>5} held-out runs, {plain:6.2f} s plain, {probed:6.2f} s probed", flush=True)

@@ -66,22 +66,28 @@ def against_tuned_cosine(comparisons: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def profile_rank(profile_scores: pl.DataFrame, framing: str) -> tuple[float, int, int] | None:
+    """The meta-scheduler's performance-profile score in ``framing``, its rank among that framing's
+    entries (ties share a rank) and their number; None when it has no score there."""
+    scores = profile_scores.filter(pl.col("framing") == framing)
+    mine = scores.filter(pl.col("scheduler") == META)["score"]
+    if not len(mine):
+        return None
+    return float(mine[0]), 1 + int((scores["score"] > mine[0]).sum()), scores.height
+
+
 @dataclass(frozen=True)
 class Headline:
     """The machine-readable lines of summary.md, and the per-task table behind the first two."""
 
     per_task: pl.DataFrame  # task, dataset, family, unseen_family, meta, cosine, within
-    profile_rank: int | None  # the meta-scheduler's rank among the self-tuning entries (ties share)
-    profile_entries: int
+    profile: tuple[float, int, int] | None  # ``profile_rank`` in the self-tuning framing
 
     @classmethod
     def of(cls, comparisons: pl.DataFrame, profile_scores: pl.DataFrame, eval_runs: pl.DataFrame, seen_runs):
         novelty = held_out_novelty(eval_runs, seen_runs)
         per_task = novelty.join(against_tuned_cosine(comparisons), on="task", how="left")
-        scores = profile_scores.filter(pl.col("framing") == SELF_TUNING)
-        mine = scores.filter(pl.col("scheduler") == META)["score"]
-        rank = 1 + int((scores["score"] > mine[0]).sum()) if len(mine) else None
-        return cls(per_task, rank, scores.height)
+        return cls(per_task, profile_rank(profile_scores, SELF_TUNING))
 
     def _within(self, frame: pl.DataFrame) -> str:
         judged = frame.drop_nulls("meta")
@@ -91,7 +97,7 @@ class Headline:
 
     def lines(self) -> list[str]:
         unseen = self.per_task.filter(pl.col("unseen_family"))
-        rank = "n/a" if self.profile_rank is None else f"{self.profile_rank} of {self.profile_entries}"
+        rank = "n/a" if self.profile is None else f"{self.profile[1]} of {self.profile[2]}"
         return [
             f"within_1pct_of_tuned_cosine: {self._within(self.per_task)}",
             f"within_1pct_of_tuned_cosine_unseen_family: {self._within(unseen) if unseen.height else '0/0'}",

@@ -12,7 +12,7 @@ import polars as pl
 
 from metalr.config import REFERENCE_SCHEDULER
 from metalr.evaluate import Evaluation, is_indicative
-from metalr.evaluate.headline import Headline
+from metalr.evaluate.headline import Headline, profile_rank
 from metalr.evaluate.statistics import ALPHA, wilcoxon_min_p
 from metalr.evaluate.targets import EXTERNALLY_TUNED, SELF_TUNING
 from metalr.meta.variants import DEPLOYMENTS
@@ -153,13 +153,13 @@ def _standing(evaluation: Evaluation) -> list[str]:
             for r in losses.iter_rows(named=True)
         )
         lines.append(f"  - It loses on: {where or 'none'}.")
-        scores = evaluation.profile_scores.filter(pl.col("framing") == framing)
-        meta_score = scores.filter(pl.col("scheduler") == META)["score"]
-        if len(meta_score):
-            rank = 1 + int((scores["score"] > meta_score[0]).sum())
+        standing = profile_rank(evaluation.profile_scores, framing)
+        if standing is not None:
+            score, rank, entries = standing
+            best = evaluation.profile_scores.filter(pl.col("framing") == framing).row(0, named=True)
             lines.append(
-                f"  - Time to target: performance-profile score {meta_score[0]:.3f}, rank {rank} of {scores.height} "
-                f"(ties share a rank; best: {scores['scheduler'][0]}, {scores['score'][0]:.3f})."
+                f"  - Time to target: performance-profile score {score:.3f}, rank {rank} of {entries} "
+                f"(ties share a rank; best: {best['scheduler']}, {best['score']:.3f})."
             )
     return lines
 
